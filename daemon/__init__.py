@@ -1,0 +1,1 @@
+"""The driftd daemon: configuration, CLI, scheduler, run ledger and alert routing."""

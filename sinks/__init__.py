@@ -1,0 +1,1 @@
+"""Destinations for drift reports: files, metric stores and alert channels."""

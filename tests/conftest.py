@@ -1,0 +1,9 @@
+"""Shared pytest configuration: real-resource fixtures live in tests/fixtures/."""
+
+from __future__ import annotations
+
+pytest_plugins = [
+    "tests.fixtures.images",
+    "tests.fixtures.postgres",
+    "tests.fixtures.servers",
+]
