@@ -1,0 +1,431 @@
+"""config.toml → a validated, immutable ``Settings`` (the daemon's only view of configuration).
+
+Sources, highest priority first: ``DRIFTD_<SECTION>__<KEY>`` environment variables, secret
+files in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``), then the TOML file. Every
+problem — TOML syntax, unknown keys, wrong types, bad values, missing secrets — is collected
+and raised at once as one ``ConfigError`` whose lines are ``dotted.path: message``, before
+anything starts. Relative paths resolve against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zoneinfo
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import tomllib
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "DRIFTD_"
+CONFIG_ENV = "DRIFTD_CONFIG"
+DEFAULT_CONFIG = Path("config.toml")
+
+#: systemd credential file name → dotted settings path it fills (``LoadCredential=NAME:...``).
+CREDENTIAL_FILES: dict[str, tuple[str, ...]] = {
+    "slack_webhook_url": ("alerts", "slack", "webhook_url"),
+    "smtp_password": ("alerts", "email", "password"),
+    "pagerduty_routing_key": ("alerts", "pagerduty", "routing_key"),
+    "store_password": ("store", "password"),
+    "retrain_token": ("retrain", "token"),
+}
+
+
+#: Option fields that only code can set (callbacks), never config.toml.
+NOT_CONFIGURABLE = frozenset({"progress_callback", "labels_path"})
+
+
+class ConfigError(Exception):
+    """Raised when the configuration cannot be read or is invalid; ``errors`` lists each problem."""
+
+    def __init__(self, errors: list[str], source: Path | None = None) -> None:
+        self.errors = errors
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  {e}" for e in errors)
+        super().__init__(f"{len(errors)} configuration error(s){where}:\n{lines}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+try:
+    from daemon.alert_settings import AlertsSettings, RetrainSettings
+except ImportError:  # until the alerts engineer's models land: accept the tables unvalidated
+
+    class AlertsSettings(_Section):  # type: ignore[no-redef]
+        """Placeholder for daemon.alert_settings.AlertsSettings."""
+
+        model_config = ConfigDict(extra="allow", frozen=True)
+
+    class RetrainSettings(_Section):  # type: ignore[no-redef]
+        """Placeholder for daemon.alert_settings.RetrainSettings."""
+
+        model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class DataSettings(_Section):
+    """Where the dated production folders, the baseline and the daemon's state live."""
+
+    production_root: Path = Path("data/production")
+    date_format: str = "%Y%m%d"
+    baseline: Path = Path("var/baseline.json")
+    state_dir: Path = Path("var")
+    reports_dir: Path | None = None
+    ready_marker: str = "_SUCCESS"
+    settle_seconds: float = Field(default=600.0, ge=0)
+    report_url: str = ""
+
+    @field_validator("date_format")
+    @classmethod
+    def _date_format_has_a_date(cls, value: str) -> str:
+        if not all(code in value for code in ("%Y", "%m", "%d")):
+            raise ValueError(
+                f"date_format {value!r} must contain %Y, %m and %d (strftime codes), "
+                "e.g. '%Y%m%d' for folders named 20261126"
+            )
+        return value
+
+    @property
+    def reports_path(self) -> Path:
+        """The reports folder: ``reports_dir``, else ``<state_dir>/reports``."""
+        return self.reports_dir if self.reports_dir is not None else self.state_dir / "reports"
+
+
+class ModelSettings(_Section):
+    """The classifier; ``path`` unset runs image-only analysis. Other keys: ModelOptions fields."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    path: Path | None = None
+    labels_path: Path | None = None
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keys passed through to ``analyzer.model.ModelOptions``."""
+        return dict(self.model_extra or {})
+
+
+class AnalysisSettings(_Section):
+    """Keys of ``analyzer.options.AnalyzerOptions`` (validated by constructing it)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ScheduleSettings(_Section):
+    """When the nightly job fires and how far back it looks for unprocessed folders."""
+
+    cron: str = "15 1 * * *"
+    timezone: str = "UTC"
+    lookback_days: int = Field(default=14, ge=1, le=3660)
+    max_attempts: int = Field(default=3, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {value!r}; use an IANA name such as 'UTC' or 'Europe/Berlin'"
+            ) from None
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as err:
+            raise ValueError(
+                f"invalid cron expression {value!r} ({err}); use 5 fields, e.g. '15 1 * * *'"
+            ) from None
+        return value
+
+
+class StoreSettings(_Section):
+    """The metric store: ``sqlite:///relative/or/absolute.sqlite`` or ``postgresql://…``."""
+
+    url: str = "sqlite:///var/driftd.sqlite"
+    password: SecretStr | None = None
+    retention_days: int | None = Field(default=None, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(
+                f"unsupported store url scheme {scheme!r}; use sqlite:///path.sqlite "
+                "or postgresql://user@host:port/db"
+            )
+        return value
+
+    @property
+    def masked_url(self) -> str:
+        """The url with any inline password replaced by ``***`` (safe to log)."""
+        return mask_url(self.url)
+
+
+class HttpSettings(_Section):
+    """The status API: ``listen = "127.0.0.1:8000"``; empty turns it off."""
+
+    listen: str = ""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if not value:
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"listen {value!r} must be HOST:PORT, e.g. '127.0.0.1:8000'")
+        return value
+
+
+class LoggingSettings(_Section):
+    """Log level and rendering (``auto``: console on a TTY, JSON lines otherwise)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Settings(BaseSettings):
+    """The whole configuration; build it with ``load_settings``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+    #: Secret values from $CREDENTIALS_DIRECTORY, set by ``load_settings`` while it builds.
+    _credentials: ClassVar[dict[str, Any]] = {}
+
+    data: DataSettings = DataSettings()
+    model: ModelSettings = ModelSettings()
+    analysis: AnalysisSettings = AnalysisSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    store: StoreSettings = StoreSettings()
+    alerts: AlertsSettings = AlertsSettings()
+    retrain: RetrainSettings = RetrainSettings()
+    http: HttpSettings = HttpSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML content arrives as init kwargs; it must rank *below* env and credentials.
+        credentials = InitSettingsSource(settings_cls, init_kwargs=cls._credentials)
+        return env_settings, credentials, init_settings
+
+
+def config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """The config file to read: ``--config``, else ``$DRIFTD_CONFIG``, else ``./config.toml``."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    return DEFAULT_CONFIG
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read, validate and resolve the configuration.
+
+    Args: path — the config file (``None``: see ``config_path``).
+    Returns: ``Settings`` with absolute paths.
+    Raises: ``ConfigError`` listing every problem with its dotted path.
+    """
+    source = config_path(path)
+    try:
+        with source.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(
+            [f"config file {str(source)!r} not found; pass --config FILE or set {CONFIG_ENV}"]
+        ) from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError([f"TOML syntax: {err}"], source) from None
+    except OSError as err:
+        raise ConfigError([f"cannot read config file: {err.strerror}"], source) from None
+    return build_settings(raw, base_dir=source.resolve().parent, source=source)
+
+
+def build_settings(
+    raw: dict[str, Any], *, base_dir: Path, source: Path | None = None
+) -> Settings:
+    """Validate ``raw`` (the TOML tables) with env/credential overrides (see ``load_settings``)."""
+    errors: list[str] = []
+    Settings._credentials = read_credentials(os.environ.get("CREDENTIALS_DIRECTORY"))
+    try:
+        settings = Settings(**raw)
+    except ValidationError as err:
+        errors.extend(format_validation_errors(err))
+        settings = None
+    finally:
+        Settings._credentials = {}
+    if settings is not None:
+        errors.extend(validate_analyzer_options(settings))
+    if errors or settings is None:
+        raise ConfigError(errors, source)
+    return resolve_paths(settings, base_dir)
+
+
+def read_credentials(directory: str | None) -> dict[str, Any]:
+    """Nested settings values from the known secret files in ``directory`` (missing: none)."""
+    values: dict[str, Any] = {}
+    if not directory:
+        return values
+    for name, dotted in CREDENTIAL_FILES.items():
+        file = Path(directory) / name
+        if not file.is_file():
+            continue
+        secret = file.read_text(encoding="utf-8").strip()
+        node = values
+        for key in dotted[:-1]:
+            node = node.setdefault(key, {})
+        node[dotted[-1]] = secret
+    return values
+
+
+def format_validation_errors(err: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[str]:
+    """One ``dotted.path: message`` line per pydantic error, worded for a config file."""
+    lines = []
+    for item in err.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in (*prefix, *item["loc"]))
+        if item["type"] == "extra_forbidden":
+            message = "unknown key; remove it or check its spelling"
+        elif item["type"] == "missing":
+            message = "required; set it (or provide it as a secret file / environment variable)"
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {message}" if loc else message)
+    return lines
+
+
+def validate_analyzer_options(settings: Settings) -> list[str]:
+    """Errors from building the analyzer's option dataclasses from ``[analysis]``/``[model]``."""
+    errors: list[str] = []
+    try:
+        from analyzer.model import ModelOptions
+        from analyzer.options import AnalyzerOptions
+    except ImportError:  # the analyzer is the pure library; an old one simply has no options
+        return errors
+    for section, cls, values in (
+        ("analysis", AnalyzerOptions, settings.analysis.options),
+        ("model", ModelOptions, settings.model.options),
+    ):
+        errors.extend(_validate_dataclass(section, cls, values))
+    return errors
+
+
+def _validate_dataclass(section: str, cls: type, values: dict[str, Any]) -> list[str]:
+    from analyzer.errors import AnalyzerError
+
+    known = {f.name for f in dataclasses.fields(cls)} - NOT_CONFIGURABLE
+    errors = [
+        f"{section}.{key}: unknown key; expected one of {', '.join(sorted(known))}"
+        for key in values
+        if key not in known
+    ]
+    try:
+        # validate_python also runs __post_init__, which checks ranges and modes.
+        TypeAdapter(cls).validate_python({k: v for k, v in values.items() if k in known})
+    except ValidationError as err:
+        errors.extend(format_validation_errors(err, (section,)))
+    except (AnalyzerError, TypeError, ValueError) as err:
+        errors.append(f"{section}: {err}")
+    return errors
+
+
+def analyzer_kwargs(settings: Settings) -> dict[str, Any]:
+    """The ``**options`` for ``DatasetAnalyzer``: ``[analysis]`` and ``[model]`` keys, typed."""
+    from analyzer.model import ModelOptions
+    from analyzer.options import AnalyzerOptions
+
+    kwargs: dict[str, Any] = {}
+    for cls, values in (
+        (AnalyzerOptions, settings.analysis.options),
+        (ModelOptions, settings.model.options),
+    ):
+        typed = TypeAdapter(cls).validate_python(values)
+        kwargs.update({k: getattr(typed, k) for k in values})
+    if settings.model.labels_path is not None:
+        kwargs["labels_path"] = str(settings.model.labels_path)
+    return kwargs
+
+
+def resolve_paths(settings: Settings, base_dir: Path) -> Settings:
+    """A copy of ``settings`` whose relative paths (and sqlite url) are under ``base_dir``."""
+
+    def absolute(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else base_dir / p)
+
+    data = settings.data.model_copy(
+        update={
+            "production_root": absolute(settings.data.production_root),
+            "baseline": absolute(settings.data.baseline),
+            "state_dir": absolute(settings.data.state_dir),
+            "reports_dir": absolute(settings.data.reports_dir),
+        }
+    )
+    model = settings.model.model_copy(
+        update={"path": absolute(settings.model.path),
+                "labels_path": absolute(settings.model.labels_path)}
+    )
+    url = settings.store.url
+    if url.startswith("sqlite:///"):
+        db = Path(url.removeprefix("sqlite:///"))
+        url = f"sqlite:///{absolute(db)}"
+    store = settings.store.model_copy(update={"url": url})
+    return settings.model_copy(update={"data": data, "model": model, "store": store})
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password part of its netloc replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def effective_config(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data with every secret masked (``config check``)."""
+    dumped: dict[str, Any] = settings.model_dump(mode="json")
+    dumped["store"]["url"] = settings.store.masked_url
+    return dumped

@@ -1,0 +1,326 @@
+"""One run's steps: prepare (clean, flush, retry alerts), then one partition end to end.
+
+A *partition* is one dated production folder. ``Pipeline.process`` takes it through
+analyze → report files (atomic) → store write (buffered in the state DB when the store is
+down) → alerts (router plan → outbox → dispatch) → ledger done. Each step is a method that
+tests call directly; none of them decides *which* folders to process (that is
+``daemon.scheduler.Daemon``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+
+from daemon.config import Settings, analyzer_kwargs
+
+log = structlog.get_logger("driftd.pipeline")
+
+STATE_DB_NAME = "state.sqlite"
+"""The local state database (run ledger, pending store writes, alert outbox) in ``state_dir``."""
+
+PENDING_DIR_NAME = "pending"
+"""Folder in ``state_dir`` holding store writes that wait for the database (one JSON per date)."""
+
+HISTORY_DAYS = 30
+"""Nights of trend shown in the HTML report."""
+
+HISTORY_METRICS = (
+    "pixel_mean_shift", "confidence_shift", "drift_detected", "overall_severity_rank",
+)
+
+
+class Abandoned(Exception):
+    """Raised inside a partition when the daemon was asked to stop; the folder stays pending."""
+
+
+class RunError(Exception):
+    """Raised when a run cannot start at all (e.g. no baseline); no partition is touched."""
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A dated production folder."""
+
+    date: date
+    folder: Path
+
+    @property
+    def report_id(self) -> str:
+        return self.date.strftime("%Y%m%d")
+
+
+@dataclass
+class PartitionResult:
+    """What happened to one partition (one line of the run summary)."""
+
+    partition: date
+    status: Literal["done", "failed", "abandoned"]
+    severity: str | None = None
+    drift_detected: bool | None = None
+    report_json: Path | None = None
+    report_html: Path | None = None
+    stored: bool = False
+    alerts: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+StopCheck = Callable[[], bool]
+
+
+def _never() -> bool:
+    return False
+
+
+class Pipeline:
+    """The steps of a run, bound to one configuration and one stop flag."""
+
+    def __init__(self, settings: Settings, should_stop: StopCheck = _never) -> None:
+        from sinks.state import StateDB
+
+        from sinks.files import ReportFiles
+
+        self.settings = settings
+        self.should_stop = should_stop
+        self.files = ReportFiles(settings.data.reports_path)
+        settings.data.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state = StateDB(settings.data.state_dir / STATE_DB_NAME)
+        self._baseline: dict[str, Any] | None = None
+
+    # ---- start of every run -------------------------------------------------------------
+
+    def clean_temp(self) -> int:
+        """Remove temp files an interrupted write left in the reports folder."""
+        removed = self.files.clean_stale_temp()
+        if removed:
+            log.info("temp_files.removed", count=removed)
+        return removed
+
+    def open_store(self) -> Any | None:
+        """The metric store, migrated; ``None`` (logged) when it is unreachable."""
+        from sinks.errors import StoreUnavailable
+        from sinks.store import StoreOptions, open_store
+
+        password = self.settings.store.password
+        options = StoreOptions(
+            password=password.get_secret_value() if password else None,
+            retention_days=self.settings.store.retention_days,
+        )
+        try:
+            store = open_store(self.settings.store.url, options)
+            store.migrate()
+        except StoreUnavailable as err:
+            log.warning("store.unavailable", store=self.settings.store.masked_url, error=str(err))
+            return None
+        return store
+
+    def flush_pending(self, store: Any | None) -> int:
+        """Write the store writes that waited for the database; returns how many landed."""
+        from sinks.errors import StoreUnavailable
+        from sinks.store import NightRecord
+
+        if store is None:
+            return 0
+        flushed = 0
+        for partition, payload_path in self.state.pending_writes():
+            try:
+                night = NightRecord(**_night_from_json(Path(payload_path)))
+                store.write_night(night)
+            except StoreUnavailable as err:
+                log.warning("store.write_failed", partition=str(partition), error=str(err))
+                return flushed
+            self.state.pending_writes_done(partition)
+            Path(payload_path).unlink(missing_ok=True)
+            flushed += 1
+        if flushed:
+            log.info("pending_writes.flushed", count=flushed)
+        return flushed
+
+    def deliver_due(self, now: datetime) -> int:
+        """Retry alerts whose next attempt is due; returns how many were delivered."""
+        from daemon.alerts import AlertDispatcher
+
+        dispatcher = AlertDispatcher.from_settings(self.settings, self.state.path)
+        return dispatcher.deliver_due(now)
+
+    def load_baseline(self) -> dict[str, Any]:
+        """The saved baseline (cached for the run). Raises ``RunError`` when it is missing."""
+        if self._baseline is None:
+            path = self.settings.data.baseline
+            try:
+                self._baseline = json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise RunError(
+                    f"baseline {path} not found; build it with `driftd baseline DIR`"
+                ) from None
+            except (OSError, ValueError) as err:
+                raise RunError(f"baseline {path} is unreadable ({err}); rebuild it") from err
+        return self._baseline
+
+    # ---- one partition ------------------------------------------------------------------
+
+    def analyze(self, partition: Partition, now: datetime) -> dict[str, Any]:
+        """Profile the folder and compare it with the baseline; returns the report dict.
+
+        Raises ``Abandoned`` when ``should_stop`` turns true between batches of images.
+        """
+        from analyzer.dataset import DatasetAnalyzer
+
+        def progress(done: int, total: int) -> None:
+            # The analyzer calls this between batches; raising here abandons its worker pool.
+            if self.should_stop():
+                raise Abandoned(f"stopped after {done}/{total} images")
+
+        model = self.settings.model.path
+        analyzer = DatasetAnalyzer(
+            partition.folder,
+            model_path=str(model) if model else None,
+            now=now,
+            report_id=partition.report_id,
+            progress="off",
+            progress_callback=progress,
+            **analyzer_kwargs(self.settings),
+        )
+        report: dict[str, Any] = analyzer.detect_drift(self.load_baseline())
+        if self.should_stop():
+            raise Abandoned("stopped after the analysis")
+        return report
+
+    def history(self, store: Any | None, partition: Partition) -> list[dict[str, Any]]:
+        """Trend points for the HTML report: stored metrics of the previous nights."""
+        if store is None:
+            return []
+        from sinks.errors import StoreUnavailable
+
+        try:
+            points = store.metric_history(HISTORY_METRICS, partition.date, HISTORY_DAYS)
+        except StoreUnavailable:
+            return []
+        by_date: dict[date, dict[str, Any]] = {}
+        for p in points:
+            point = by_date.setdefault(p.partition, {"partition": p.partition.isoformat()})
+            point[p.name] = p.value
+        return [by_date[d] for d in sorted(by_date) if d < partition.date]
+
+    def write_reports(
+        self, partition: Partition, report: dict[str, Any], history: list[dict[str, Any]]
+    ) -> tuple[Path, Path]:
+        """Write ``monitor_report_<YYYYMMDD>.json`` and ``.html`` atomically."""
+        from analyzer.html import generate_html_report
+
+        json_path = self.files.write_json(partition.report_id, report)
+        html_path = self.files.write_html(
+            partition.report_id, lambda p: generate_html_report(report, p, history=history)
+        )
+        log.info("report.written", json=str(json_path), html=str(html_path))
+        return json_path, html_path
+
+    def store_report(
+        self, store: Any | None, partition: Partition, report: dict[str, Any], run_id: str,
+        now: datetime,
+    ) -> bool:
+        """Buffer the night in the state DB, then write it to the store; False when it waits."""
+        from analyzer.report import metric_rows
+
+        from sinks.errors import StoreUnavailable
+
+        record: dict[str, Any] = {
+            "partition": partition.date.isoformat(),
+            "run_id": run_id,
+            "time": str(report.get("timestamp") or now.isoformat()),
+            "report": report,
+            "metrics": [[name, value] for name, value in metric_rows(report)],
+            "labels": {"model": self.settings.model.path.name} if self.settings.model.path else {},
+            "started_at": now.isoformat(),
+        }
+        pending_dir = self.settings.data.state_dir / PENDING_DIR_NAME
+        payload = pending_dir / f"{partition.report_id}.json"
+        from sinks.files import atomic_write_bytes
+
+        atomic_write_bytes(payload, json.dumps(record).encode("utf-8"))
+        self.state.pending_writes_add(partition.date, str(payload))
+        if store is None:
+            log.warning("store.write_deferred", reason="store unavailable")
+            return False
+        from sinks.store import NightRecord
+
+        try:
+            store.write_night(NightRecord(**_night_from_json(payload)))
+        except StoreUnavailable as err:
+            log.warning("store.write_failed", error=str(err))
+            return False
+        self.state.pending_writes_done(partition.date)
+        payload.unlink(missing_ok=True)
+        log.info("store.written", store=store.url)
+        return True
+
+    def send_alerts(self, partition: Partition, report: dict[str, Any], now: datetime) -> list[str]:
+        """Plan the night's alerts into the outbox (once per key) and deliver what is due."""
+        from daemon.alerts import AlertDispatcher
+
+        dispatcher = AlertDispatcher.from_settings(self.settings, self.state.path)
+        return list(dispatcher.alert_night(partition.date, report, now))
+
+    def process(self, partition: Partition, run_id: str, now: datetime, store: Any | None
+                ) -> PartitionResult:
+        """Take ``partition`` end to end and record the outcome in the run ledger.
+
+        A failure is recorded as ``failed`` (retried on later runs up to
+        ``schedule.max_attempts``); ``Abandoned`` leaves the ledger entry pending.
+        """
+        structlog.contextvars.bind_contextvars(partition=partition.date.isoformat())
+        self.state.ledger_start(partition.date, run_id, now)
+        try:
+            report = self.analyze(partition, now)
+            log.info(
+                "partition.analyzed",
+                severity=report.get("overall_severity"),
+                drift=report.get("overall_drift_detected"),
+                images=report.get("current_image_count"),
+            )
+            json_path, html_path = self.write_reports(
+                partition, report, self.history(store, partition)
+            )
+            stored = self.store_report(store, partition, report, run_id, now)
+            alerts = self.send_alerts(partition, report, now)
+        except Abandoned as err:
+            log.warning("partition.abandoned", reason=str(err))
+            return PartitionResult(partition.date, "abandoned", error=str(err))
+        except Exception as err:  # one bad folder must not stop the others
+            message = f"{type(err).__name__}: {err}"
+            self.state.ledger_finish(partition.date, run_id, now, "failed", message, None)
+            entry = self.state.ledger_get(partition.date)
+            log.error("partition.failed", error=message,
+                      attempts=getattr(entry, "attempts", None),
+                      max_attempts=self.settings.schedule.max_attempts)
+            return PartitionResult(partition.date, "failed", error=message)
+        finally:
+            structlog.contextvars.unbind_contextvars("partition")
+        severity = str(report.get("overall_severity", "none"))
+        self.state.ledger_finish(partition.date, run_id, now, "done", None, severity)
+        return PartitionResult(
+            partition.date, "done", severity=severity,
+            drift_detected=bool(report.get("overall_drift_detected")),
+            report_json=json_path, report_html=html_path, stored=stored, alerts=alerts,
+        )
+
+
+def _night_from_json(path: Path) -> dict[str, Any]:
+    """The ``NightRecord`` keyword arguments from a buffered payload file."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        "partition": date.fromisoformat(raw["partition"]),
+        "run_id": raw["run_id"],
+        "time": datetime.fromisoformat(raw["time"]),
+        "report": raw["report"],
+        "metrics": [(str(n), float(v)) for n, v in raw["metrics"]],
+        "labels": raw["labels"],
+        "started_at": datetime.fromisoformat(raw["started_at"]),
+    }
+

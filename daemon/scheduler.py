@@ -1,0 +1,271 @@
+"""The long-running daemon: a cron job that processes what is pending, plus start-up catch-up.
+
+The work list comes from data, not from the scheduler: the dated folders under
+``production_root`` within ``schedule.lookback_days``, minus those the run ledger marks done
+(or failed ``max_attempts`` times), oldest first, each only once it is ready. Missed nights,
+restarts and a double fire on a DST change are therefore harmless. ``Daemon.run_pending(now)``
+is the cron job's body; tests call it directly.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import signal
+import threading
+import zoneinfo
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from daemon.config import Settings
+from daemon.notify import Notifier
+from daemon.pipeline import STATE_DB_NAME, Partition, PartitionResult, Pipeline, RunError
+from daemon.status import DaemonState
+
+log = structlog.get_logger("driftd.scheduler")
+
+JOB_ID = "run_pending"
+MISFIRE_GRACE_S = 24 * 3600
+"""A fire that starts late (machine suspended, previous run still busy) still runs."""
+
+IDLE_TICK_S = 30.0
+"""Loop wake-up when systemd's watchdog is off (the stop flag wakes it sooner)."""
+
+LOCK_NAME = "driftd.lock"
+"""File lock in ``state_dir``: one run at a time, even across ``run`` and ``run --once``."""
+
+
+@dataclass
+class RunSummary:
+    """Counts and verdicts of one run (the ``run.finished`` log line)."""
+
+    run_id: str
+    results: list[PartitionResult] = field(default_factory=list)
+    waiting: list[date] = field(default_factory=list)
+    error: str | None = None
+    skipped: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def worst_severity(self) -> str:
+        from analyzer.severity import Severity
+
+        return Severity.highest(r.severity for r in self.results if r.severity).value
+
+
+def new_run_id(now: datetime) -> str:
+    """A sortable unique run id, e.g. ``20261126T011503Z-3fa9c1``."""
+    return f"{now.astimezone(zoneinfo.ZoneInfo('UTC')):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def newest_mtime(folder: Path) -> float:
+    """The newest modification time of ``folder`` and anything under it."""
+    newest = folder.stat().st_mtime
+    for root, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            try:
+                newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
+            except FileNotFoundError:  # removed while we looked: the folder is still changing
+                return float("inf")
+    return newest
+
+
+class Daemon:
+    """Finds pending partitions and runs them through the pipeline; owns the stop flag."""
+
+    def __init__(self, settings: Settings, notifier: Notifier | None = None) -> None:
+        self.settings = settings
+        self.notifier = notifier or Notifier()
+        self.stop_event = threading.Event()
+        self.tz = zoneinfo.ZoneInfo(settings.schedule.timezone)
+        self.status = DaemonState(started_at=datetime.now(self.tz))
+        """Liveness facts for the status API (``daemon.http``)."""
+
+    def should_stop(self) -> bool:
+        return self.stop_event.is_set()
+
+    # ---- the work list ------------------------------------------------------------------
+
+    def dated_folders(self, now: datetime) -> list[Partition]:
+        """Folders named by ``date_format`` within ``lookback_days`` of ``now``, oldest first."""
+        data = self.settings.data
+        today = now.astimezone(self.tz).date()
+        since = today - timedelta(days=self.settings.schedule.lookback_days)
+        found = []
+        if not data.production_root.is_dir():
+            return []
+        for entry in data.production_root.iterdir():
+            try:
+                day = datetime.strptime(entry.name, data.date_format).date()
+            except ValueError:
+                continue
+            if entry.is_dir() and since <= day <= today:
+                found.append(Partition(day, entry))
+        return sorted(found, key=lambda p: p.date)
+
+    def is_ready(self, partition: Partition, now: datetime) -> bool:
+        """True when the folder holds the ready marker or has not changed for settle_seconds."""
+        data = self.settings.data
+        if data.ready_marker and (partition.folder / data.ready_marker).exists():
+            return True
+        return now.timestamp() - newest_mtime(partition.folder) >= data.settle_seconds
+
+    def pending(self, pipeline: Pipeline, now: datetime) -> list[Partition]:
+        """Dated folders the ledger does not mark done (or given up on), oldest first."""
+        folders = self.dated_folders(now)
+        if not folders:
+            return []
+        finished = pipeline.state.ledger_done(folders[0].date)
+        return [p for p in folders if p.date not in finished]
+
+    # ---- one run ------------------------------------------------------------------------
+
+    def run_pending(self, now: datetime | None = None) -> RunSummary:
+        """The cron job body: prepare, then process every ready pending partition in order."""
+        now = now or datetime.now(self.tz)
+        summary = RunSummary(new_run_id(now))
+        structlog.contextvars.bind_contextvars(run_id=summary.run_id)
+        self.status.run_started(now)
+        try:
+            with self._run_lock() as locked:
+                if not locked:
+                    summary.skipped = True
+                    log.info("run.skipped", reason="another run holds the lock")
+                    return summary
+                self._run(summary, now)
+        except RunError as err:
+            summary.error = str(err)
+            log.error("run.failed", error=summary.error)
+        finally:
+            self.status.run_finished(datetime.now(self.tz), summary.error is None, summary.error)
+            self._log_summary(summary)
+            structlog.contextvars.unbind_contextvars("run_id")
+        return summary
+
+    def _run(self, summary: RunSummary, now: datetime) -> None:
+        pipeline = Pipeline(self.settings, should_stop=self.should_stop)
+        log.info("run.started", now=now.isoformat())
+        pipeline.clean_temp()
+        store = pipeline.open_store()
+        try:
+            pipeline.flush_pending(store)
+            pipeline.deliver_due(now)
+            work = self.pending(pipeline, now)
+            if work:
+                pipeline.load_baseline()
+            for partition in work:
+                if self.should_stop():
+                    break
+                if not self.is_ready(partition, now):
+                    summary.waiting.append(partition.date)
+                    log.info("partition.waiting", partition=partition.date.isoformat(),
+                             reason="not ready (no marker, changed recently)")
+                    continue
+                result = pipeline.process(partition, summary.run_id, now, store)
+                summary.results.append(result)
+                self.notifier.watchdog()
+        finally:
+            if store is not None:
+                store.close()
+
+    @contextmanager
+    def _run_lock(self) -> Iterator[bool]:
+        state_dir = self.settings.data.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with open(state_dir / LOCK_NAME, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _log_summary(self, summary: RunSummary) -> None:
+        if summary.skipped:
+            return
+        log.info(
+            "run.finished",
+            processed=summary.count("done"),
+            failed=summary.count("failed"),
+            abandoned=summary.count("abandoned"),
+            waiting=len(summary.waiting),
+            drifted=sum(1 for r in summary.results if r.drift_detected),
+            worst_severity=summary.worst_severity,
+            alerts=sum(len(r.alerts) for r in summary.results),
+            error=summary.error,
+        )
+
+    # ---- the service loop ---------------------------------------------------------------
+
+    def _job(self) -> None:
+        try:
+            self.run_pending()
+        except Exception:  # the scheduler must survive any bug in one run
+            log.exception("run.crashed")
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT only set the stop flag; the run notices it between steps."""
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def serve(self) -> int:
+        """Run until SIGTERM: catch-up at once, then every cron fire. Returns the exit code 0."""
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.cron import CronTrigger
+
+        self.install_signal_handlers()
+        trigger = CronTrigger.from_crontab(self.settings.schedule.cron, timezone=self.tz)
+        scheduler = BackgroundScheduler(timezone=self.tz)
+        scheduler.add_job(
+            self._job, trigger, id=JOB_ID, coalesce=True, max_instances=1,
+            misfire_grace_time=MISFIRE_GRACE_S,
+            next_run_time=datetime.now(self.tz),  # start-up catch-up
+        )
+        http = self._start_http()
+        scheduler.start()
+        self.status.set_scheduler_alive(True)
+        self.notifier.ready(status="processing pending work")
+        log.info("daemon.started", cron=self.settings.schedule.cron,
+                 timezone=self.settings.schedule.timezone, pid=os.getpid())
+        tick = self.notifier.watchdog_interval or IDLE_TICK_S
+        while not self.stop_event.wait(tick):
+            self.notifier.watchdog()
+        self.notifier.stopping()
+        log.info("daemon.stopping")
+        scheduler.shutdown(wait=True)
+        self.status.set_scheduler_alive(False)
+        if http is not None:
+            http.stop()
+        log.info("daemon.stopped")
+        return 0
+
+    def _start_http(self) -> Any | None:
+        if not self.settings.http.listen:
+            return None
+        from sinks.state import StateDB
+
+        from daemon.http import StatusServer
+        from daemon.status import FileStatusProvider
+
+        state = StateDB(self.settings.data.state_dir / STATE_DB_NAME)
+        provider = FileStatusProvider(self.settings.data.reports_path, state, None, self.status)
+        server = StatusServer(self.settings.http.listen, provider)
+        server.start()
+        return server
