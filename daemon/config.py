@@ -33,6 +33,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from daemon.alert_settings import AlertsSettings, RetrainSettings
+
 ENV_PREFIX = "DRIFTD_"
 CONFIG_ENV = "DRIFTD_CONFIG"
 DEFAULT_CONFIG = Path("config.toml")
@@ -64,21 +66,6 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-try:
-    from daemon.alert_settings import AlertsSettings, RetrainSettings
-except ImportError:  # until the alerts engineer's models land: accept the tables unvalidated
-
-    class AlertsSettings(_Section):  # type: ignore[no-redef]
-        """Placeholder for daemon.alert_settings.AlertsSettings."""
-
-        model_config = ConfigDict(extra="allow", frozen=True)
-
-    class RetrainSettings(_Section):  # type: ignore[no-redef]
-        """Placeholder for daemon.alert_settings.RetrainSettings."""
-
-        model_config = ConfigDict(extra="allow", frozen=True)
 
 
 class DataSettings(_Section):
@@ -230,15 +217,15 @@ class Settings(BaseSettings):
     #: Secret values from $CREDENTIALS_DIRECTORY, set by ``load_settings`` while it builds.
     _credentials: ClassVar[dict[str, Any]] = {}
 
-    data: DataSettings = DataSettings()
-    model: ModelSettings = ModelSettings()
-    analysis: AnalysisSettings = AnalysisSettings()
-    schedule: ScheduleSettings = ScheduleSettings()
-    store: StoreSettings = StoreSettings()
-    alerts: AlertsSettings = AlertsSettings()
-    retrain: RetrainSettings = RetrainSettings()
-    http: HttpSettings = HttpSettings()
-    logging: LoggingSettings = LoggingSettings()
+    data: DataSettings = Field(default_factory=DataSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    alerts: AlertsSettings = Field(default_factory=lambda: AlertsSettings.model_validate({}))
+    retrain: RetrainSettings = Field(default_factory=lambda: RetrainSettings.model_validate({}))
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -25,9 +25,6 @@ log = structlog.get_logger("driftd.pipeline")
 STATE_DB_NAME = "state.sqlite"
 """The local state database (run ledger, pending store writes, alert outbox) in ``state_dir``."""
 
-PENDING_DIR_NAME = "pending"
-"""Folder in ``state_dir`` holding store writes that wait for the database (one JSON per date)."""
-
 HISTORY_DAYS = 30
 """Nights of trend shown in the HTML report."""
 
@@ -82,9 +79,8 @@ class Pipeline:
     """The steps of a run, bound to one configuration and one stop flag."""
 
     def __init__(self, settings: Settings, should_stop: StopCheck = _never) -> None:
-        from sinks.state import StateDB
-
         from sinks.files import ReportFiles
+        from sinks.state import StateDB
 
         self.settings = settings
         self.should_stop = should_stop
@@ -92,6 +88,7 @@ class Pipeline:
         settings.data.state_dir.mkdir(parents=True, exist_ok=True)
         self.state = StateDB(settings.data.state_dir / STATE_DB_NAME)
         self._baseline: dict[str, Any] | None = None
+        self._dispatcher: Any | None = None
 
     # ---- start of every run -------------------------------------------------------------
 
@@ -116,38 +113,50 @@ class Pipeline:
             store = open_store(self.settings.store.url, options)
             store.migrate()
         except StoreUnavailable as err:
+            self.state.store_failed(datetime.now().astimezone(), str(err))
             log.warning("store.unavailable", store=self.settings.store.masked_url, error=str(err))
             return None
         return store
 
-    def flush_pending(self, store: Any | None) -> int:
-        """Write the store writes that waited for the database; returns how many landed."""
-        from sinks.errors import StoreUnavailable
-        from sinks.store import NightRecord
+    def flush_pending(self, store: Any | None, now: datetime) -> int:
+        """Write the nights that waited for the database; returns how many landed."""
+        from sinks.store import flush_pending
 
         if store is None:
             return 0
-        flushed = 0
-        for partition, payload_path in self.state.pending_writes():
-            try:
-                night = NightRecord(**_night_from_json(Path(payload_path)))
-                store.write_night(night)
-            except StoreUnavailable as err:
-                log.warning("store.write_failed", partition=str(partition), error=str(err))
-                return flushed
-            self.state.pending_writes_done(partition)
-            Path(payload_path).unlink(missing_ok=True)
-            flushed += 1
-        if flushed:
-            log.info("pending_writes.flushed", count=flushed)
-        return flushed
+        result = flush_pending(self.state, store, now, labels=self.labels())
+        for dropped in result.dropped:
+            log.error("pending_write.dropped", detail=dropped)
+        if result.error:
+            log.warning("store.write_failed", error=result.error, pending=result.still_pending)
+        if result.written:
+            log.info("pending_writes.flushed", count=len(result.written))
+        return len(result.written)
+
+    def labels(self) -> dict[str, str]:
+        """Constant tags stored beside every metric row."""
+        model = self.settings.model.path
+        return {"model": model.name} if model else {}
+
+    def dispatcher(self) -> Any:
+        """The alert dispatcher over the outbox in the state DB (built once per pipeline)."""
+        if self._dispatcher is None:
+            from daemon.alerts import AlertDispatcher, AlertRouter
+            from sinks.outbox import Outbox
+
+            self.outbox = Outbox(self.state.path)
+            self.router = AlertRouter(self.settings.alerts, self.settings.retrain, self.outbox)
+            self._dispatcher = AlertDispatcher.from_settings(
+                self.outbox, self.settings.alerts, self.settings.retrain
+            )
+        return self._dispatcher
 
     def deliver_due(self, now: datetime) -> int:
-        """Retry alerts whose next attempt is due; returns how many were delivered."""
-        from daemon.alerts import AlertDispatcher
-
-        dispatcher = AlertDispatcher.from_settings(self.settings, self.state.path)
-        return dispatcher.deliver_due(now)
+        """Send the alerts whose (re)try is due; returns how many were delivered."""
+        stats = self.dispatcher().deliver_due(now)
+        if stats.sent or stats.retried or stats.dead:
+            log.info("alerts.delivered", sent=stats.sent, retried=stats.retried, dead=stats.dead)
+        return int(stats.sent)
 
     def load_baseline(self) -> dict[str, Any]:
         """The saved baseline (cached for the run). Raises ``RunError`` when it is missing."""
@@ -223,49 +232,46 @@ class Pipeline:
 
     def store_report(
         self, store: Any | None, partition: Partition, report: dict[str, Any], run_id: str,
-        now: datetime,
+        json_path: Path, now: datetime,
     ) -> bool:
-        """Buffer the night in the state DB, then write it to the store; False when it waits."""
+        """Record the night as a pending write, then write it; False when the store is down.
+
+        The pending payload is the JSON report itself, so nothing is lost while the database
+        is down: the next run's ``flush_pending`` writes it.
+        """
         from analyzer.report import metric_rows
 
-        from sinks.errors import StoreUnavailable
+        from sinks.store import NightRecord, store_or_defer
 
-        record: dict[str, Any] = {
-            "partition": partition.date.isoformat(),
-            "run_id": run_id,
-            "time": str(report.get("timestamp") or now.isoformat()),
-            "report": report,
-            "metrics": [[name, value] for name, value in metric_rows(report)],
-            "labels": {"model": self.settings.model.path.name} if self.settings.model.path else {},
-            "started_at": now.isoformat(),
-        }
-        pending_dir = self.settings.data.state_dir / PENDING_DIR_NAME
-        payload = pending_dir / f"{partition.report_id}.json"
-        from sinks.files import atomic_write_bytes
-
-        atomic_write_bytes(payload, json.dumps(record).encode("utf-8"))
-        self.state.pending_writes_add(partition.date, str(payload))
         if store is None:
+            self.state.pending_writes_add(partition.date, json_path)
             log.warning("store.write_deferred", reason="store unavailable")
             return False
-        from sinks.store import NightRecord
+        night = NightRecord(
+            partition=partition.date, run_id=run_id,
+            time=datetime.fromisoformat(str(report["timestamp"])), report=report,
+            metrics=metric_rows(report), labels=self.labels(), started_at=now,
+        )
+        if store_or_defer(self.state, store, night, json_path, now):
+            log.info("store.written", store=store.url)
+            return True
+        log.warning("store.write_failed", error=self.state.store_status().last_error)
+        return False
 
-        try:
-            store.write_night(NightRecord(**_night_from_json(payload)))
-        except StoreUnavailable as err:
-            log.warning("store.write_failed", error=str(err))
-            return False
-        self.state.pending_writes_done(partition.date)
-        payload.unlink(missing_ok=True)
-        log.info("store.written", store=store.url)
-        return True
+    def send_alerts(
+        self, partition: Partition, report: dict[str, Any], json_path: Path, now: datetime
+    ) -> list[str]:
+        """Plan the night's alerts into the outbox (a key already there is never queued again,
+        so reruns and backfills send nothing twice), then deliver what is due.
 
-    def send_alerts(self, partition: Partition, report: dict[str, Any], now: datetime) -> list[str]:
-        """Plan the night's alerts into the outbox (once per key) and deliver what is due."""
-        from daemon.alerts import AlertDispatcher
-
-        dispatcher = AlertDispatcher.from_settings(self.settings, self.state.path)
-        return list(dispatcher.alert_night(partition.date, report, now))
+        Returns the ``channel:kind`` of the alerts newly queued for this night.
+        """
+        dispatcher = self.dispatcher()
+        planned = self.router.plan(report, partition.date, now, report_path=str(json_path))
+        queued = [a for a in planned if self.outbox.outbox_get(a.key) is None]
+        dispatcher.enqueue(planned)
+        self.deliver_due(now)
+        return [f"{a.channel}:{a.kind}" for a in queued if a.status != "silenced"]
 
     def process(self, partition: Partition, run_id: str, now: datetime, store: Any | None
                 ) -> PartitionResult:
@@ -287,8 +293,8 @@ class Pipeline:
             json_path, html_path = self.write_reports(
                 partition, report, self.history(store, partition)
             )
-            stored = self.store_report(store, partition, report, run_id, now)
-            alerts = self.send_alerts(partition, report, now)
+            stored = self.store_report(store, partition, report, run_id, json_path, now)
+            alerts = self.send_alerts(partition, report, json_path, now)
         except Abandoned as err:
             log.warning("partition.abandoned", reason=str(err))
             return PartitionResult(partition.date, "abandoned", error=str(err))
@@ -309,18 +315,4 @@ class Pipeline:
             drift_detected=bool(report.get("overall_drift_detected")),
             report_json=json_path, report_html=html_path, stored=stored, alerts=alerts,
         )
-
-
-def _night_from_json(path: Path) -> dict[str, Any]:
-    """The ``NightRecord`` keyword arguments from a buffered payload file."""
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    return {
-        "partition": date.fromisoformat(raw["partition"]),
-        "run_id": raw["run_id"],
-        "time": datetime.fromisoformat(raw["time"]),
-        "report": raw["report"],
-        "metrics": [(str(n), float(v)) for n, v in raw["metrics"]],
-        "labels": raw["labels"],
-        "started_at": datetime.fromisoformat(raw["started_at"]),
-    }
 

@@ -125,7 +125,9 @@ class Daemon:
         folders = self.dated_folders(now)
         if not folders:
             return []
-        finished = pipeline.state.ledger_done(folders[0].date)
+        finished = pipeline.state.ledger_done(
+            folders[0].date, max_attempts=self.settings.schedule.max_attempts
+        )
         return [p for p in folders if p.date not in finished]
 
     # ---- one run ------------------------------------------------------------------------
@@ -152,21 +154,51 @@ class Daemon:
             structlog.contextvars.unbind_contextvars("run_id")
         return summary
 
-    def _run(self, summary: RunSummary, now: datetime) -> None:
+    def backfill(self, days: list[date], now: datetime | None = None) -> RunSummary:
+        """Reprocess the folders of ``days`` whatever the ledger says (alerts already in the
+        outbox for a date are never sent again). Missing folders are logged and skipped."""
+        now = now or datetime.now(self.tz)
+        summary = RunSummary(new_run_id(now))
+        structlog.contextvars.bind_contextvars(run_id=summary.run_id)
+        root, fmt = self.settings.data.production_root, self.settings.data.date_format
+        work = []
+        for day in days:
+            folder = root / day.strftime(fmt)
+            if folder.is_dir():
+                work.append(Partition(day, folder))
+            else:
+                log.warning("partition.missing", partition=day.isoformat(), folder=str(folder))
+        try:
+            with self._run_lock() as locked:
+                if not locked:
+                    summary.error = "another driftd run holds the lock; try again when it ends"
+                    return summary
+                self._run(summary, now, work=work)
+        except RunError as err:
+            summary.error = str(err)
+            log.error("run.failed", error=summary.error)
+        finally:
+            self._log_summary(summary)
+            structlog.contextvars.unbind_contextvars("run_id")
+        return summary
+
+    def _run(self, summary: RunSummary, now: datetime, work: list[Partition] | None = None
+             ) -> None:
         pipeline = Pipeline(self.settings, should_stop=self.should_stop)
         log.info("run.started", now=now.isoformat())
         pipeline.clean_temp()
         store = pipeline.open_store()
         try:
-            pipeline.flush_pending(store)
+            pipeline.flush_pending(store, now)
             pipeline.deliver_due(now)
-            work = self.pending(pipeline, now)
+            explicit = work is not None
+            work = work if work is not None else self.pending(pipeline, now)
             if work:
                 pipeline.load_baseline()
             for partition in work:
                 if self.should_stop():
                     break
-                if not self.is_ready(partition, now):
+                if not explicit and not self.is_ready(partition, now):
                     summary.waiting.append(partition.date)
                     log.info("partition.waiting", partition=partition.date.isoformat(),
                              reason="not ready (no marker, changed recently)")
@@ -259,13 +291,47 @@ class Daemon:
     def _start_http(self) -> Any | None:
         if not self.settings.http.listen:
             return None
-        from sinks.state import StateDB
-
         from daemon.http import StatusServer
         from daemon.status import FileStatusProvider
+        from sinks.state import StateDB
 
         state = StateDB(self.settings.data.state_dir / STATE_DB_NAME)
         provider = FileStatusProvider(self.settings.data.reports_path, state, None, self.status)
         server = StatusServer(self.settings.http.listen, provider)
         server.start()
         return server
+
+
+def status_report(settings: Settings) -> dict[str, Any]:
+    """What ``driftd status`` prints: the latest verdict (the seed's dashboard summary), the
+    store's health and pending writes, and folders given up on or still failing."""
+    from daemon.status import FileStatusProvider, status_summary
+    from sinks.state import StateDB
+
+    state = StateDB(settings.data.state_dir / STATE_DB_NAME)
+    provider = FileStatusProvider(
+        settings.data.reports_path, state, None, DaemonState(started_at=datetime.now())
+    )
+    latest = provider.latest_report()
+    store = state.store_status()
+    recent = state.ledger_recent(settings.schedule.lookback_days)
+    return {
+        "latest": status_summary(latest) if latest else {"status": "no_reports"},
+        "store": {
+            "url": settings.store.masked_url,
+            "last_ok_at": store.last_ok_at,
+            "last_error": store.last_error,
+            "last_error_at": store.last_error_at,
+            "pending_writes": store.pending,
+        },
+        "recent_runs": [
+            {"partition": e.partition.isoformat(), "status": e.status, "attempts": e.attempts,
+             "severity": e.severity}
+            for e in recent
+        ],
+        "failed": [
+            {"partition": e.partition.isoformat(), "attempts": e.attempts, "error": e.error,
+             "gave_up": e.attempts >= settings.schedule.max_attempts}
+            for e in recent if e.status == "failed"
+        ],
+    }
