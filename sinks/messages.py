@@ -1,0 +1,184 @@
+"""``AlertMessage``: what every alert transport renders, built from a drift report dict.
+
+The message is the only thing a transport sees: it never reads the report or settings. It is
+stored in the alert outbox as ``to_payload()`` and rebuilt with ``from_payload()`` when the
+dispatcher delivers it, so a message queued tonight renders the same when retried tomorrow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal
+
+from analyzer.severity import Severity
+
+AlertKind = Literal["drift", "resolve", "retrain", "test"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("drift", "resolve", "retrain", "test")
+
+#: Slack attachment colour per severity (the seed's colour map).
+SEVERITY_COLOURS: dict[Severity, str] = {
+    Severity.NONE: "#36a64f",
+    Severity.LOW: "#ffaa00",
+    Severity.MEDIUM: "#ff6600",
+    Severity.HIGH: "#ff0000",
+}
+
+#: How many drifted features a message names (largest effect size first).
+TOP_FEATURES = 5
+
+
+@dataclass(frozen=True)
+class AlertMessage:
+    """One alert about one monitored model and one folder date, ready to render.
+
+    ``kind`` is ``drift`` (a night at or above a channel's threshold), ``resolve`` (a later
+    night back to ``none`` after a drift alert), ``retrain`` (the retraining trigger) or
+    ``test`` (``driftd alerts test``). ``monitor`` names the monitored model; PagerDuty's
+    ``dedup_key`` is derived from it.
+    """
+
+    kind: AlertKind
+    partition: date | None
+    severity: Severity
+    drift_detected: bool
+    summary: str
+    monitor: str = "driftd"
+    pixel_mean_shift: float = 0.0
+    confidence_shift: float = 0.0
+    class_drift_distance: float = 0.0
+    baseline_image_count: int = 0
+    current_image_count: int = 0
+    top_features: tuple[str, ...] = ()
+    report_id: str | None = None
+    report_url: str | None = None
+    report_path: str | None = None
+
+    @classmethod
+    def from_report(
+        cls,
+        report: Mapping[str, Any],
+        partition: date,
+        kind: AlertKind,
+        report_url: str | None = None,
+        *,
+        monitor: str = "driftd",
+        report_path: str | None = None,
+    ) -> AlertMessage:
+        """Build the message from a ``DriftReport.to_dict()`` dict (missing keys read as 0).
+
+        Raises ``ValueError`` when ``kind`` or ``overall_severity`` is not a known value.
+        """
+        if kind not in ALERT_KINDS:
+            raise ValueError(f"unknown alert kind {kind!r}; expected one of {ALERT_KINDS}")
+        pixel = report.get("pixel_distribution_drift") or {}
+        confidence = report.get("confidence_drift") or {}
+        classes = report.get("class_distribution_drift") or {}
+        if "overall_severity" in report:
+            severity = Severity.parse(report["overall_severity"])
+        else:
+            severity = Severity.highest(
+                s.get("severity", "none") for s in (pixel, confidence, classes)
+            )
+        return cls(
+            kind=kind,
+            partition=partition,
+            severity=severity,
+            drift_detected=bool(report.get("overall_drift_detected", False)),
+            summary=str(report.get("drift_summary", "")),
+            monitor=monitor,
+            pixel_mean_shift=float(pixel.get("overall_mean_shift", 0.0)),
+            confidence_shift=float(confidence.get("mean_confidence_shift", 0.0)),
+            class_drift_distance=float(classes.get("wasserstein_distance", 0.0)),
+            baseline_image_count=int(report.get("baseline_image_count", 0)),
+            current_image_count=int(report.get("current_image_count", 0)),
+            top_features=_top_features(report),
+            report_id=str(report["report_id"]) if report.get("report_id") else None,
+            report_url=report_url,
+            report_path=report_path,
+        )
+
+    @classmethod
+    def test(cls, monitor: str = "driftd", report_url: str | None = None) -> AlertMessage:
+        """A clearly labelled test message (``driftd alerts test``): no real report behind it."""
+        return cls(
+            kind="test",
+            partition=None,
+            severity=Severity.NONE,
+            drift_detected=False,
+            summary="Test alert from driftd: channel wiring works. No drift was measured.",
+            monitor=monitor,
+            report_url=report_url,
+        )
+
+    @property
+    def title(self) -> str:
+        """A one-line headline: the seed's ``Model Drift Alert - HIGH`` for drift alerts."""
+        day = f" {self.partition.isoformat()}" if self.partition else ""
+        if self.kind == "test":
+            return f"[TEST] driftd alert test - {self.monitor}"
+        if self.kind == "resolve":
+            return f"Model Drift Resolved - {self.monitor}{day}"
+        if self.kind == "retrain":
+            return f"Retraining Triggered - {self.monitor}{day} ({self.severity.value.upper()})"
+        return f"Model Drift Alert - {self.severity.value.upper()} - {self.monitor}{day}"
+
+    @property
+    def colour(self) -> str:
+        """The seed's colour for this severity (green for tests and resolves)."""
+        if self.kind in ("test", "resolve"):
+            return SEVERITY_COLOURS[Severity.NONE]
+        return SEVERITY_COLOURS[self.severity]
+
+    def metric_rows(self) -> list[tuple[str, str]]:
+        """The headline numbers as (label, formatted value) rows, in the seed's order."""
+        rows = [
+            ("Drift Detected", str(self.drift_detected)),
+            ("Severity", self.severity.value),
+            ("Pixel Mean Shift", f"{self.pixel_mean_shift:.4f}"),
+            ("Confidence Shift", f"{self.confidence_shift:+.4f}"),
+            ("Class Drift (Wasserstein)", f"{self.class_drift_distance:.4f}"),
+            (
+                "Images Analyzed",
+                f"{self.current_image_count} (baseline {self.baseline_image_count})",
+            ),
+        ]
+        if self.top_features:
+            rows.append(("Top Drifted Features", ", ".join(self.top_features)))
+        return rows
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON-serialisable dict stored in the outbox; ``from_payload`` inverts it."""
+        payload = dataclasses.asdict(self)
+        payload["partition"] = self.partition.isoformat() if self.partition else None
+        payload["severity"] = self.severity.value
+        payload["top_features"] = list(self.top_features)
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> AlertMessage:
+        """Rebuild a message from ``to_payload()`` output (raises ``KeyError``/``ValueError``)."""
+        values = dict(payload)
+        values["partition"] = (
+            date.fromisoformat(values["partition"]) if values.get("partition") else None
+        )
+        values["severity"] = Severity.parse(values["severity"])
+        values["top_features"] = tuple(values.get("top_features", ()))
+        return cls(**values)
+
+
+def _top_features(report: Mapping[str, Any]) -> tuple[str, ...]:
+    """Names of the significant tests with the largest effect sizes, across all sections."""
+    tests: list[Mapping[str, Any]] = []
+    for section in ("pixel_distribution_drift", "confidence_drift", "class_distribution_drift"):
+        tests.extend((report.get(section) or {}).get("tests") or [])
+    significant = [t for t in tests if t.get("significant")]
+    significant.sort(key=lambda t: float(t.get("effect_size") or 0.0), reverse=True)
+    names: list[str] = []
+    for test in significant:
+        name = str(test.get("feature", "?"))
+        if name not in names:
+            names.append(name)
+    return tuple(names[:TOP_FEATURES])
