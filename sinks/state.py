@@ -1,0 +1,268 @@
+"""The local state database: run ledger, pending store writes and the store's health.
+
+``state_dir/state.sqlite`` is always writable, even when the metric store is down, so it is
+the source of truth for which folder dates are done and which nights still have to reach
+the metric store. ``sinks.outbox.Outbox`` keeps the alert outbox in the same file, in its
+own tables: both open short-lived connections in WAL mode with a busy timeout, so they
+coexist (and a second process, e.g. ``driftd status``, can read while the daemon writes).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+from sinks.errors import SinkError
+from sinks.store.base import as_utc
+from sinks.store.migrations import Migration, migrate_sqlite
+
+BUSY_TIMEOUT_MS = 30_000
+"""How long a writer waits for another connection (e.g. the outbox) to release the lock."""
+
+DEFAULT_MAX_ATTEMPTS = 3
+"""A folder date that failed this many times is treated as done (it needs a manual rerun)."""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "run ledger, pending store writes, store health",
+        (
+            """CREATE TABLE driftd_ledger (
+                partition_date TEXT PRIMARY KEY,
+                run_id TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+                attempts INTEGER NOT NULL,
+                started_at TEXT NOT NULL,
+                finished_at TEXT,
+                error TEXT,
+                severity TEXT
+            )""",
+            """CREATE TABLE driftd_pending_writes (
+                partition_date TEXT PRIMARY KEY,
+                payload_path TEXT NOT NULL,
+                added_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+            )""",
+            """CREATE TABLE driftd_store_status (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                last_ok_at TEXT,
+                last_error TEXT,
+                last_error_at TEXT
+            )""",
+        ),
+    ),
+)
+"""The state tables' migrations (recorded in ``state_migrations``; the outbox has its own)."""
+
+RunStatus = Literal["running", "done", "failed"]
+
+
+class StateError(SinkError):
+    """Raised when the state database cannot be opened or written (disk full, permissions)."""
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """The run ledger's record of one folder date."""
+
+    partition: date
+    run_id: str
+    status: RunStatus
+    attempts: int
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    severity: str | None
+
+
+class PendingWrite(NamedTuple):
+    """A night whose store write has not succeeded yet: its date and payload file."""
+
+    partition: date
+    payload_path: str
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """The metric store's health as the daemon last saw it (for ``driftd status``).
+
+    ``last_error`` is set when the latest attempt failed and cleared by the next success;
+    ``pending`` counts nights waiting to be written.
+    """
+
+    last_ok_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    pending: int
+
+
+def _iso(moment: datetime) -> str:
+    return as_utc(moment).isoformat()
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+class StateDB:
+    """The state database at ``path`` (created with its tables on first use)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode = WAL")
+            migrate_sqlite(conn, MIGRATIONS, table="state_migrations")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with closing(
+                sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            ) as conn:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                yield conn
+        except (sqlite3.Error, OSError) as err:
+            raise StateError(
+                f"state database {self.path} failed: {err}; check that the state directory "
+                "is writable by driftd and the disk is not full"
+            ) from err
+
+    def ledger_get(self, partition: date) -> LedgerEntry | None:
+        """The ledger entry of ``partition``, ``None`` when it never ran."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT partition_date, run_id, status, attempts, started_at, finished_at, error, "
+                "severity FROM driftd_ledger WHERE partition_date = ?",
+                (partition.isoformat(),),
+            ).fetchone()
+        return _entry(row) if row else None
+
+    def ledger_recent(self, limit: int = 30) -> list[LedgerEntry]:
+        """The ``limit`` newest ledger entries, newest folder date first."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT partition_date, run_id, status, attempts, started_at, finished_at, error, "
+                "severity FROM driftd_ledger ORDER BY partition_date DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def ledger_start(self, partition: date, run_id: str, now: datetime) -> None:
+        """Mark ``partition`` running under ``run_id``; counts one more attempt."""
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO driftd_ledger (partition_date, run_id, status, attempts, started_at) "
+                "VALUES (?, ?, 'running', 1, ?) ON CONFLICT (partition_date) DO UPDATE SET "
+                "run_id = excluded.run_id, status = 'running', attempts = attempts + 1, "
+                "started_at = excluded.started_at, finished_at = NULL, error = NULL",
+                (partition.isoformat(), run_id, _iso(now)),
+            )
+
+    def ledger_finish(
+        self,
+        partition: date,
+        run_id: str,
+        now: datetime,
+        status: RunStatus,
+        error: str | None,
+        severity: str | None,
+    ) -> None:
+        """Record how the run of ``partition`` ended (``done`` or ``failed``)."""
+        if status not in ("done", "failed"):
+            raise ValueError(f"ledger status {status!r} is not a final status; use done or failed")
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO driftd_ledger (partition_date, run_id, status, attempts, started_at, "
+                "finished_at, error, severity) VALUES (?, ?, ?, 1, ?, ?, ?, ?) "
+                "ON CONFLICT (partition_date) DO UPDATE SET run_id = excluded.run_id, "
+                "status = excluded.status, finished_at = excluded.finished_at, "
+                "error = excluded.error, severity = excluded.severity",
+                (partition.isoformat(), run_id, status, _iso(now), _iso(now), error, severity),
+            )
+
+    def ledger_done(self, since: date, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> set[date]:
+        """Folder dates from ``since`` on needing no run: done, or failed ``max_attempts`` times."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT partition_date FROM driftd_ledger WHERE partition_date >= ? AND "
+                "(status = 'done' OR (status = 'failed' AND attempts >= ?))",
+                (since.isoformat(), max_attempts),
+            ).fetchall()
+        return {date.fromisoformat(r[0]) for r in rows}
+
+    def pending_writes_add(self, partition: date, payload_path: Path | str) -> None:
+        """Remember that the night of ``partition`` (payload at ``payload_path``) must be stored."""
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO driftd_pending_writes (partition_date, payload_path) VALUES (?, ?) "
+                "ON CONFLICT (partition_date) DO UPDATE SET payload_path = excluded.payload_path",
+                (partition.isoformat(), str(payload_path)),
+            )
+
+    def pending_writes(self) -> list[PendingWrite]:
+        """Nights still waiting for the metric store, oldest folder date first."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT partition_date, payload_path FROM driftd_pending_writes "
+                "ORDER BY partition_date"
+            ).fetchall()
+        return [PendingWrite(date.fromisoformat(r[0]), r[1]) for r in rows]
+
+    def pending_writes_done(self, partition: date) -> None:
+        """Forget the pending write of ``partition`` (it reached the store)."""
+        with self._connect() as conn:
+            conn.execute(
+                "DELETE FROM driftd_pending_writes WHERE partition_date = ?",
+                (partition.isoformat(),),
+            )
+
+    def store_ok(self, now: datetime) -> None:
+        """Record a successful store write at ``now`` (clears the last error)."""
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO driftd_store_status (id, last_ok_at) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET last_ok_at = excluded.last_ok_at, "
+                "last_error = NULL, last_error_at = NULL",
+                (_iso(now),),
+            )
+
+    def store_failed(self, now: datetime, error: str) -> None:
+        """Record a failed store write at ``now``; ``error`` must already be free of secrets."""
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO driftd_store_status (id, last_error, last_error_at) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET last_error = excluded.last_error, "
+                "last_error_at = excluded.last_error_at",
+                (error, _iso(now)),
+            )
+
+    def store_status(self) -> StoreStatus:
+        """The metric store's last success, last error and the number of pending nights."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT last_ok_at, last_error, last_error_at FROM driftd_store_status WHERE id = 1"
+            ).fetchone()
+            pending = conn.execute("SELECT count(*) FROM driftd_pending_writes").fetchone()[0]
+        last_ok, last_error, last_error_at = row if row else (None, None, None)
+        return StoreStatus(_dt(last_ok), last_error, _dt(last_error_at), int(pending))
+
+
+def _entry(
+    row: tuple[str, str, RunStatus, int, str, str | None, str | None, str | None],
+) -> LedgerEntry:
+    partition, run_id, status, attempts, started, finished, error, severity = row
+    return LedgerEntry(
+        partition=date.fromisoformat(partition),
+        run_id=run_id,
+        status=status,
+        attempts=int(attempts),
+        started_at=datetime.fromisoformat(started),
+        finished_at=_dt(finished),
+        error=error,
+        severity=severity,
+    )

@@ -1,0 +1,209 @@
+"""Types shared by the metric stores: the protocol, the records and the options.
+
+A ``MetricStore`` keeps one night per folder date (``partition``): its metric rows, its
+report, and a mirror of its run-ledger entry. Writing a night again replaces it, so reruns
+and backfills never duplicate rows.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """How to open a store.
+
+    ``password`` is the database password when it comes from a secret rather than the URL
+    (it wins over one in the URL). ``retention_days``: metric rows and reports whose folder
+    date is older are deleted by ``apply_retention`` (and, on TimescaleDB, by a retention
+    policy); ``None`` keeps everything. ``compress_after_days``: TimescaleDB compression
+    policy on the metrics hypertable (ignored without TimescaleDB). ``connect_timeout_s``
+    bounds how long an unreachable server can stall a night.
+    """
+
+    password: str | None = field(default=None, repr=False)
+    retention_days: int | None = 400
+    compress_after_days: int | None = 30
+    connect_timeout_s: int = 5
+
+
+@dataclass(frozen=True)
+class NightRecord:
+    """One night to persist.
+
+    ``partition``: the folder date (the idempotency key); ``time``: the instant the metric
+    rows are plotted at (the report's ``timestamp``); ``metrics``: ``(name, value)`` pairs as
+    ``analyzer.report.metric_rows`` returns them (a repeated name keeps its last value);
+    ``labels``: constant tags stored beside every row (e.g. model name). ``started_at``: when
+    the run began, for the runs mirror (defaults to ``time``).
+    """
+
+    partition: date
+    run_id: str
+    time: datetime
+    report: dict[str, Any]
+    metrics: list[tuple[str, float]]
+    labels: dict[str, str] = field(default_factory=dict)
+    started_at: datetime | None = None
+
+    @property
+    def report_id(self) -> str:
+        """The report's id (``report["report_id"]``), else the folder date as ``YYYYMMDD``."""
+        rid = self.report.get("report_id")
+        return str(rid) if rid else self.partition.strftime("%Y%m%d")
+
+    @property
+    def severity(self) -> str:
+        """The report's overall severity (``none`` when the report has none)."""
+        return str(self.report.get("overall_severity", "none"))
+
+    @property
+    def drift_detected(self) -> bool:
+        return bool(self.report.get("overall_drift_detected", False))
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """A stored report: its summary columns and the full report dict."""
+
+    report_id: str
+    partition: date
+    severity: str
+    drift_detected: bool
+    created_at: datetime
+    run_id: str
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One stored metric value of one night."""
+
+    partition: date
+    name: str
+    value: float
+    time: datetime
+
+
+class MetricStore(Protocol):
+    """Where nights' metric rows and reports are kept (SQLite or PostgreSQL/TimescaleDB).
+
+    Every method raises ``sinks.errors.StoreUnavailable`` when the database cannot be
+    reached or refuses the operation; its message names the store with the password masked.
+    """
+
+    url: str
+    """The store's URL with the password masked (safe to log)."""
+
+    def migrate(self) -> None:
+        """Bring the schema to the latest version; idempotent and safe from two processes."""
+
+    def write_night(self, night: NightRecord) -> None:
+        """Store ``night`` in one transaction, replacing whatever that folder date had."""
+
+    def latest_reports(self, limit: int = 14) -> list[ReportRow]:
+        """The newest ``limit`` reports, newest folder date first."""
+
+    def metric_history(self, names: Sequence[str], until: date, days: int) -> list[MetricPoint]:
+        """Values of ``names`` for folder dates in ``(until - days, until]``, oldest first."""
+
+    def apply_retention(self, now: datetime) -> int:
+        """Delete metric rows and reports older than ``retention_days``; returns rows deleted."""
+
+    def ping(self) -> None:
+        """Return when the database answers; raise ``StoreUnavailable`` otherwise."""
+
+    def close(self) -> None:
+        """Release connections (the store reconnects on the next call)."""
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@?#\s]*:)([^@/\s]*)(@)")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&#\s]*)", re.IGNORECASE)
+
+
+def mask_dsn(dsn: str) -> str:
+    """``dsn`` with any password masked as ``***`` (URL userinfo, ``?password=``, ``password=``)."""
+    parts = urlsplit(dsn) if "://" in dsn else None
+    if parts is not None and parts.password is not None:
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        netloc = f"{parts.username or ''}:***@{host}"
+        dsn = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    dsn = _URL_PASSWORD.sub(r"\1***\3", dsn)
+    dsn = _QUERY_PASSWORD.sub(r"\1***", dsn)
+    return _KV_PASSWORD.sub(r"\1***", dsn)
+
+
+def scrub(text: str, secrets: Sequence[str | None]) -> str:
+    """``text`` with every non-empty secret in ``secrets`` replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive datetime is taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def unique_metrics(metrics: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    """``metrics`` with one value per name (the last one), in first-seen order, as floats.
+
+    Non-finite values (NaN, infinities) are left out: they are "no value", and SQLite would
+    store NaN as NULL.
+    """
+    merged: dict[str, float] = {}
+    for name, value in metrics:
+        number = float(value)
+        if math.isfinite(number):
+            merged[str(name)] = number
+    return list(merged.items())
+
+
+def image_counts(report: dict[str, Any]) -> tuple[int | None, int | None]:
+    """The report's baseline and current image counts (``None`` where absent)."""
+    counts = []
+    for key in ("baseline_image_count", "current_image_count"):
+        value = report.get(key)
+        counts.append(int(value) if isinstance(value, int | float) else None)
+    return counts[0], counts[1]
+
+
+def night_to_json(night: NightRecord) -> dict[str, Any]:
+    """``night`` as a JSON-serialisable dict (the pending-write payload format)."""
+    return {
+        "partition": night.partition.isoformat(),
+        "run_id": night.run_id,
+        "time": night.time.isoformat(),
+        "report": night.report,
+        "metrics": [[name, value] for name, value in night.metrics],
+        "labels": night.labels,
+        "started_at": night.started_at.isoformat() if night.started_at else None,
+    }
+
+
+def night_from_json(raw: dict[str, Any]) -> NightRecord:
+    """The ``NightRecord`` of a ``night_to_json`` dict; raises ``KeyError``/``ValueError``."""
+    return NightRecord(
+        partition=date.fromisoformat(raw["partition"]),
+        run_id=str(raw["run_id"]),
+        time=datetime.fromisoformat(raw["time"]),
+        report=raw["report"],
+        metrics=[(str(n), float(v)) for n, v in raw["metrics"]],
+        labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
+        started_at=datetime.fromisoformat(raw["started_at"]) if raw.get("started_at") else None,
+    )
