@@ -1,0 +1,377 @@
+"""What the status API reports: daemon liveness, the latest drift report, and metric counters.
+
+The HTTP server (``daemon.http``) and the ``driftd status`` command read everything through a
+:class:`StatusProvider`; :class:`FileStatusProvider` is the implementation the daemon uses. It
+reads the report files on disk and, when they are given, the local state database (pending store
+writes), the alert outbox (alert counts) and the metric store (reachability). Every one of those
+is optional so the status API keeps answering when a piece is missing or down. Nothing here
+changes state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import threading
+import time
+from collections.abc import Mapping, Sized
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import structlog
+
+from analyzer.severity import Severity
+
+log = structlog.get_logger(__name__)
+
+REPORT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+"""Every report id the API serves, matched with ``fullmatch``: ``20261126`` (a nightly folder
+date) or a ``check`` id such as ``check-20261126T011503Z``. No dots, slashes, backslashes, NULs
+or whitespace, at most 64 characters, so an id can never name anything outside the reports
+folder nor a second extension (``20261126.json``)."""
+
+DATE_ID_RE = re.compile(r"[0-9]{8}")
+"""Report ids of nightly runs (the folder date, ``YYYYMMDD``)."""
+
+REPORT_PREFIX = "monitor_report_"
+"""Report files are ``monitor_report_<id>.json`` / ``.html`` (the seed's names)."""
+
+STORE_PING_TTL_S = 30.0
+"""How long one metric-store reachability check is reused, so scrapes do not hammer the DB."""
+
+ReportExt = Literal["json", "html"]
+HealthStatus = Literal["ok", "degraded", "down"]
+"""``down`` (the scheduler is not running: HTTP 503); ``degraded`` (running, but the last run
+failed or the metric store is unreachable: HTTP 200, the daemon keeps buffering); ``ok``."""
+
+
+def is_valid_report_id(report_id: str) -> bool:
+    """True when ``report_id`` matches :data:`REPORT_ID_RE` exactly (no path may be built else)."""
+    return REPORT_ID_RE.fullmatch(report_id) is not None
+
+
+@dataclass
+class DaemonState:
+    """Liveness facts the daemon updates and the status API reads; safe across threads.
+
+    The daemon calls :meth:`set_scheduler_alive`, :meth:`run_started` and :meth:`run_finished`;
+    readers take a consistent :meth:`copy`. ``last_error`` must already be secret-free (every
+    driftd error message is).
+    """
+
+    started_at: datetime
+    scheduler_alive: bool = False
+    last_run_started: datetime | None = None
+    last_run_finished: datetime | None = None
+    last_run_ok: bool | None = None
+    last_error: str | None = None
+    runs_total: int = 0
+    failures_total: int = 0
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
+    def set_scheduler_alive(self, alive: bool) -> None:
+        """Record whether the scheduler thread is running (False on shutdown or crash)."""
+        with self._lock:
+            self.scheduler_alive = alive
+
+    def run_started(self, now: datetime) -> None:
+        """Record that a run (one "process what is pending" pass) began at ``now``."""
+        with self._lock:
+            self.last_run_started = now
+
+    def run_finished(self, now: datetime, ok: bool, error: str | None = None) -> None:
+        """Record the end of a run; a failed run (``ok=False``) counts in ``failures_total``."""
+        with self._lock:
+            self.last_run_finished = now
+            self.last_run_ok = ok
+            self.last_error = None if ok else error
+            self.runs_total += 1
+            if not ok:
+                self.failures_total += 1
+
+    def copy(self) -> DaemonState:
+        """A consistent copy taken under the lock (with its own lock)."""
+        with self._lock:
+            return dataclasses.replace(self)
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """Everything ``/metrics`` renders, read once per scrape.
+
+    ``report`` is the latest report dict (None when there is none or it is unreadable:
+    ``report_readable`` tells which). ``alerts`` maps outbox status (``pending``/``sent``/
+    ``dead``) to a count, empty when no outbox is known. ``pending_writes`` is the number of
+    nights waiting for the metric store (None without a state database); ``store_reachable``
+    is None when no metric store is configured.
+    """
+
+    daemon: DaemonState
+    report: dict[str, Any] | None
+    report_readable: bool
+    alerts: dict[str, int]
+    pending_writes: int | None
+    store_reachable: bool | None
+
+
+class StatusProvider(Protocol):
+    """What the status server reads; no method changes state."""
+
+    def health(self) -> dict[str, Any]:
+        """Liveness as a JSON-able dict whose ``status`` is a :data:`HealthStatus`."""
+        ...
+
+    def latest_report(self) -> dict[str, Any] | None:
+        """The latest report dict; None when there is none. Raises OSError/ValueError when the
+        latest file cannot be read or parsed."""
+        ...
+
+    def report_path(self, report_id: str, ext: ReportExt) -> Path | None:
+        """The existing report file for a *valid* id, inside the reports folder; else None."""
+        ...
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        """The current state for one ``/metrics`` scrape; never raises for a missing piece."""
+        ...
+
+
+class PendingWritesSource(Protocol):
+    """The slice of ``sinks.state.StateDB`` the status API reads."""
+
+    def pending_writes(self) -> Sized: ...
+
+
+class AlertCountsSource(Protocol):
+    """The slice of ``sinks.outbox.Outbox`` the status API reads: status -> count."""
+
+    def outbox_counts(self) -> Mapping[str, int]: ...
+
+
+class PingableStore(Protocol):
+    """The slice of ``sinks.store.MetricStore`` the status API reads; ``ping`` raises when down."""
+
+    def ping(self) -> None: ...
+
+
+def status_summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The seed's dashboard summary (``get_monitoring_dashboard()``) of one report.
+
+    Keys: ``report_id``, ``timestamp``, ``drift_detected``, ``severity_level`` (the report's
+    ordered ``overall_severity``; for a report without it, the highest section severity by
+    rank — never ``max()`` of the strings, which ranks ``"none"`` above ``"high"``),
+    ``metrics`` {``pixel_mean_shift``, ``confidence_shift``, ``class_drift_distance``},
+    ``images_analyzed``, ``baseline_images``, ``drift_summary`` and ``section_severity``.
+    Missing keys read as the seed reads them (``0`` / ``"none"``). Raises ``ValueError`` for a
+    severity that is not one of none/low/medium/high.
+    """
+    pixel = report.get("pixel_distribution_drift") or {}
+    confidence = report.get("confidence_drift") or {}
+    classes = report.get("class_distribution_drift") or {}
+    sections = {
+        "pixel_distribution_drift": pixel,
+        "confidence_drift": confidence,
+        "class_distribution_drift": classes,
+        "data_quality": report.get("data_quality") or {},
+    }
+    section_severity = {
+        name: Severity.parse(section.get("severity", "none")).value
+        for name, section in sections.items()
+    }
+    overall = report.get("overall_severity")
+    severity = (
+        Severity.parse(overall) if overall is not None
+        else Severity.highest(section_severity.values())
+    )
+    return {
+        "report_id": report.get("report_id"),
+        "timestamp": report.get("timestamp"),
+        "drift_detected": bool(report.get("overall_drift_detected", False)),
+        "severity_level": severity.value,
+        "metrics": {
+            "pixel_mean_shift": float(pixel.get("overall_mean_shift", 0)),
+            "confidence_shift": float(confidence.get("mean_confidence_shift", 0)),
+            "class_drift_distance": float(classes.get("wasserstein_distance", 0)),
+        },
+        "images_analyzed": int(report.get("current_image_count", 0)),
+        "baseline_images": int(report.get("baseline_image_count", 0)),
+        "drift_summary": report.get("drift_summary", ""),
+        "section_severity": section_severity,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+class FileStatusProvider:
+    """A :class:`StatusProvider` over the report files in ``reports_dir`` and the daemon's state.
+
+    The latest report is the highest nightly (8-digit date) id; only when there is no nightly
+    report is it the newest other report by modification time (so an ad-hoc ``check`` does not
+    displace the nightly status). ``state`` (``sinks.state.StateDB``), ``store``
+    (``sinks.store.MetricStore``) and ``outbox`` (``sinks.outbox.Outbox``) are optional; a
+    failing call on one of them is logged and reported as unknown, never raised. ``store.ping``
+    is called from the HTTP thread at most once per :data:`STORE_PING_TTL_S`.
+    """
+
+    def __init__(
+        self,
+        reports_dir: Path,
+        state: PendingWritesSource | None,
+        store: PingableStore | None,
+        daemon_state: DaemonState,
+        outbox: AlertCountsSource | None = None,
+    ) -> None:
+        self._reports_dir = Path(reports_dir)
+        self._state = state
+        self._store = store
+        self._outbox = outbox
+        self._daemon_state = daemon_state
+        self._cache_lock = threading.Lock()
+        self._cached: tuple[Path, int, int, dict[str, Any]] | None = None
+        self._ping_lock = threading.Lock()
+        self._ping: tuple[float, bool, str | None] | None = None
+
+    def report_path(self, report_id: str, ext: ReportExt) -> Path | None:
+        """See :meth:`StatusProvider.report_path`; invalid ids return None before any path use."""
+        if not is_valid_report_id(report_id) or ext not in ("json", "html"):
+            return None
+        root = self._reports_dir.resolve()
+        path = (root / f"{REPORT_PREFIX}{report_id}.{ext}").resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            return None
+        return path
+
+    def latest_report_id(self) -> str | None:
+        """The id of the latest report file (see the class docstring); None when there is none."""
+        dated: list[str] = []
+        others: list[tuple[float, str]] = []
+        try:
+            candidates = list(self._reports_dir.glob(f"{REPORT_PREFIX}*.json"))
+        except OSError:
+            return None
+        for path in candidates:
+            report_id = path.name[len(REPORT_PREFIX):-len(".json")]
+            if not is_valid_report_id(report_id):
+                continue
+            if DATE_ID_RE.fullmatch(report_id):
+                dated.append(report_id)
+                continue
+            try:
+                others.append((path.stat().st_mtime, report_id))
+            except OSError:
+                continue  # removed between glob and stat
+        if dated:
+            return max(dated)
+        return max(others)[1] if others else None
+
+    def latest_report(self) -> dict[str, Any] | None:
+        """See :meth:`StatusProvider.latest_report`; parsed once per file version (mtime, size)."""
+        report_id = self.latest_report_id()
+        if report_id is None:
+            return None
+        path = self.report_path(report_id, "json")
+        if path is None:
+            return None
+        stat = path.stat()
+        with self._cache_lock:
+            cached = self._cached
+            if cached and cached[:3] == (path, stat.st_mtime_ns, stat.st_size):
+                return cached[3]
+        report = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(report, dict):
+            raise ValueError(
+                f"report {path.name} holds a JSON {type(report).__name__}, not an object"
+            )
+        with self._cache_lock:
+            self._cached = (path, stat.st_mtime_ns, stat.st_size, report)
+        return report
+
+    def health(self) -> dict[str, Any]:
+        """See :meth:`StatusProvider.health`: ``down`` iff the scheduler is not alive."""
+        daemon = self._daemon_state.copy()
+        reachable, store_error = self._store_reachability()
+        pending = self._pending_writes()
+        if not daemon.scheduler_alive:
+            status: HealthStatus = "down"
+        elif daemon.last_run_ok is False or reachable is False:
+            status = "degraded"
+        else:
+            status = "ok"
+        return {
+            "status": status,
+            "scheduler_alive": daemon.scheduler_alive,
+            "started_at": _iso(daemon.started_at),
+            "last_run": {
+                "started": _iso(daemon.last_run_started),
+                "finished": _iso(daemon.last_run_finished),
+                "ok": daemon.last_run_ok,
+                "error": daemon.last_error,
+            },
+            "runs_total": daemon.runs_total,
+            "failures_total": daemon.failures_total,
+            "store": {
+                "configured": self._store is not None,
+                "reachable": reachable,
+                "error": store_error,
+                "pending_writes": pending,
+            },
+            "latest_report_id": self.latest_report_id(),
+        }
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        """See :meth:`StatusProvider.metrics_snapshot`."""
+        readable = True
+        try:
+            report = self.latest_report()
+        except (OSError, ValueError) as err:
+            log.warning("status.report_unreadable", error=str(err))
+            report, readable = None, False
+        return MetricsSnapshot(
+            daemon=self._daemon_state.copy(),
+            report=report,
+            report_readable=readable,
+            alerts=self._alert_counts(),
+            pending_writes=self._pending_writes(),
+            store_reachable=self._store_reachability()[0],
+        )
+
+    def _pending_writes(self) -> int | None:
+        if self._state is None:
+            return None
+        try:
+            return len(self._state.pending_writes())
+        except Exception as err:  # a status read must never take the API down
+            log.warning("status.state_unreadable", error_type=type(err).__name__)
+            return None
+
+    def _alert_counts(self) -> dict[str, int]:
+        if self._outbox is None:
+            return {}
+        try:
+            return {str(k): int(v) for k, v in self._outbox.outbox_counts().items()}
+        except Exception as err:  # a status read must never take the API down
+            log.warning("status.outbox_unreadable", error_type=type(err).__name__)
+            return {}
+
+    def _store_reachability(self) -> tuple[bool | None, str | None]:
+        """(reachable, error type) of the metric store, cached for STORE_PING_TTL_S."""
+        if self._store is None:
+            return None, None
+        with self._ping_lock:
+            now = time.monotonic()
+            if self._ping is not None and now - self._ping[0] < STORE_PING_TTL_S:
+                return self._ping[1], self._ping[2]
+            try:
+                self._store.ping()
+                result: tuple[bool, str | None] = (True, None)
+            except Exception as err:
+                # Only the type: a driver's message may echo the DSN (with its password).
+                result = (False, type(err).__name__)
+            self._ping = (now, *result)
+            return result
