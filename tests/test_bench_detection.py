@@ -1,0 +1,103 @@
+"""Smoke tests of bench/detection.py: its shifts, reference detectors and summary."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "detection.py"
+_spec = importlib.util.spec_from_file_location("bench_detection", BENCH)
+assert _spec is not None and _spec.loader is not None
+detection = importlib.util.module_from_spec(_spec)
+sys.modules["bench_detection"] = detection
+_spec.loader.exec_module(detection)
+
+
+@pytest.fixture(scope="module")
+def pools() -> object:
+    return detection.load_pools()
+
+
+def test_pools_are_disjoint_colour_images(pools: object) -> None:
+    """The baseline and current pools share no image, and the images carry colour."""
+    assert not set(pools.baseline) & set(pools.current)
+    assert pools.images.shape[1:] == (28, 28, 3)
+    sample = pools.images[:200].astype(int)
+    assert np.abs(sample[..., 0] - sample[..., 2]).mean() > 1.0
+
+
+@pytest.mark.parametrize("shift", detection.SHIFTS, ids=lambda s: s.name)
+def test_every_shift_changes_the_night(pools: object, shift: object) -> None:
+    """Each shift changes the pixels or, for the class-prior shift, the class mix of a night."""
+    rng = np.random.default_rng(0)
+    idx = detection.sample(pools, pools.current, 200, rng, shift.class_weights)
+    if shift.class_weights is not None:
+        share = np.isin(pools.labels[idx], [0, 1, 2]).mean()
+        assert share > 0.45
+        return
+    images = pools.images[idx]
+    shifted = shift.apply(images, rng)
+    assert shifted.shape == images.shape and shifted.dtype == np.uint8
+    changed = (shifted != images).any(axis=(1, 2, 3)).mean()
+    assert changed >= 0.45 * shift.fraction
+
+
+def test_property_rule_sees_darkening_not_a_fresh_sample(pools: object, tmp_path: Path) -> None:
+    """The deepchecks-style rule stays quiet on a fresh sample and fires on darkened images."""
+    rng = np.random.default_rng(1)
+    detector = detection.PropertyDetector()
+    detection.write_folder(tmp_path / "base", pools.images[rng.choice(pools.baseline, 150)])
+    reference = detector.fit(tmp_path / "base")
+    fresh = pools.images[rng.choice(pools.current, 150)]
+    detection.write_folder(tmp_path / "cur", fresh)
+    assert detector.detect(reference, tmp_path / "cur")[0] is False
+    dark = {s.name: s for s in detection.SHIFTS}["brightness_down_0.7"]
+    detection.write_folder(tmp_path / "cur", dark.apply(fresh, rng))
+    drift, fired = detector.detect(reference, tmp_path / "cur")
+    assert drift and "brightness" in fired
+
+
+def test_bbsd_runs_per_class_ks_with_bonferroni(tmp_path: Path) -> None:
+    """BBSD fires when one class's softmax share moves and not when the outputs are alike."""
+    rng = np.random.default_rng(2)
+
+    def softmax(images: list[np.ndarray]) -> np.ndarray:
+        # Stand-in scorer: 3 "classes" from the mean of each channel of the image.
+        means = np.array([im.reshape(-1, 3).mean(axis=0) + 1.0 for im in images])
+        return means / means.sum(axis=1, keepdims=True)
+
+    detector = detection.BBSDDetector(softmax)
+    base = rng.integers(0, 255, (120, 8, 8, 3), dtype=np.uint8)
+    detection.write_folder(tmp_path / "base", base)
+    reference = detector.fit(tmp_path / "base")
+    detection.write_folder(tmp_path / "cur", rng.integers(0, 255, (120, 8, 8, 3), dtype=np.uint8))
+    assert detector.detect(reference, tmp_path / "cur") == (False, [])
+    red = base.copy()
+    red[..., 0] = np.minimum(255, red[..., 0].astype(int) + 120).astype(np.uint8)
+    detection.write_folder(tmp_path / "cur", red)
+    drift, fired = detector.detect(reference, tmp_path / "cur")
+    assert drift and "softmax_0" in fired
+
+
+def test_summary_counts_false_alarms_and_family_rates() -> None:
+    """The summary turns verdicts into false-alarm and per-family detection rates."""
+    config = detection.Config(
+        sizes=[10], trials=1, null_per_trial=2, shifts=["noise_s8", "noise_s40"], seed=0,
+        model=None, options={}, detectors=["properties"], command="test",
+    )
+    rec = detection.Record
+    records = [
+        rec(10, 0, "no_shift", "none", 0, "properties", True, 0.1, ["brightness"]),
+        rec(10, 0, "no_shift", "none", 1, "properties", False, 0.1, []),
+        rec(10, 0, "noise_s8", "noise", 0, "properties", False, 0.1, []),
+        rec(10, 0, "noise_s40", "noise", 0, "properties", True, 0.1, ["rms_contrast"]),
+    ]
+    summary = detection.summarise(records, config)["10"]["properties"]
+    assert summary["false_alarm_rate"] == 0.5
+    assert summary["family_rate"] == {"noise": 0.5}
+    text = detection.markdown({"10": {"properties": summary}}, config, {"properties": 0.2}, 1.0)
+    assert "| properties | 50% (1/2) |" in text
