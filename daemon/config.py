@@ -277,7 +277,7 @@ def build_settings(
 ) -> Settings:
     """Validate ``raw`` (the TOML tables) with env/credential overrides (see ``load_settings``)."""
     errors: list[str] = []
-    Settings._credentials = read_credentials(os.environ.get("CREDENTIALS_DIRECTORY"))
+    Settings._credentials = read_credentials(os.environ.get("CREDENTIALS_DIRECTORY"), raw)
     try:
         settings = Settings(**raw)
     except ValidationError as err:
@@ -292,14 +292,20 @@ def build_settings(
     return resolve_paths(settings, base_dir)
 
 
-def read_credentials(directory: str | None) -> dict[str, Any]:
-    """Nested settings values from the known secret files in ``directory`` (missing: none)."""
+def read_credentials(directory: str | None, raw: dict[str, Any]) -> dict[str, Any]:
+    """Nested settings values from the known secret files in ``directory`` (missing: none).
+
+    A secret fills a table the config file has (``[alerts.slack]``); it never enables a
+    channel on its own, except top-level tables (``store``, ``retrain``) which always exist.
+    """
     values: dict[str, Any] = {}
     if not directory:
         return values
     for name, dotted in CREDENTIAL_FILES.items():
         file = Path(directory) / name
         if not file.is_file():
+            continue
+        if len(dotted) > 2 and not _has_table(raw, dotted[:-1]):
             continue
         secret = file.read_text(encoding="utf-8").strip()
         node = values
@@ -309,15 +315,29 @@ def read_credentials(directory: str | None) -> dict[str, Any]:
     return values
 
 
+def _has_table(raw: dict[str, Any], path: tuple[str, ...]) -> bool:
+    node: Any = raw
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return isinstance(node, dict)
+
+
 def format_validation_errors(err: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[str]:
     """One ``dotted.path: message`` line per pydantic error, worded for a config file."""
     lines = []
-    for item in err.errors(include_url=False, include_input=False):
+    for item in err.errors(include_url=False, include_input=True):
         loc = ".".join(str(p) for p in (*prefix, *item["loc"]))
         if item["type"] == "extra_forbidden":
             message = "unknown key; remove it or check its spelling"
         elif item["type"] == "missing":
             message = "required; set it (or provide it as a secret file / environment variable)"
+        elif item["type"] in ("enum", "literal_error"):
+            # Choices are never secrets, so echoing the bad value is safe and helpful.
+            what = "severity" if str(item["loc"][-1]).endswith("severity") else "value"
+            expected = item.get("ctx", {}).get("expected", "")
+            message = f"unknown {what} {item['input']!r}; expected {expected}"
         else:
             message = item["msg"].removeprefix("Value error, ")
         lines.append(f"{loc}: {message}" if loc else message)
