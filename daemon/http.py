@@ -139,10 +139,13 @@ def _daemon_families(snap: MetricsSnapshot) -> Iterator[Metric]:
     for status, count in sorted(snap.alerts.items()):
         alerts.add_metric([status], count)
     yield alerts
+    store = snap.store
     yield _gauge("driftd_pending_store_writes", "Nights waiting to be written to the metric store.",
-                 None if snap.pending_writes is None else float(snap.pending_writes))
-    yield _gauge("driftd_store_up", "1 when the metric store answered its last ping.",
-                 None if snap.store_reachable is None else float(snap.store_reachable))
+                 None if store.pending_writes is None else float(store.pending_writes))
+    yield _gauge("driftd_store_up", "1 when the metric store is reachable (ping, else the last "
+                 "write), 0 when not.", None if store.reachable is None else float(store.reachable))
+    yield _gauge("driftd_store_last_ok_time_seconds", "Unix time of the last successful store "
+                 "write.", store.last_ok_at.timestamp() if store.last_ok_at else None)
     yield _gauge("driftd_latest_report_readable", "0 when the latest report file is unreadable.",
                  float(snap.report_readable))
 

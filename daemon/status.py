@@ -2,10 +2,10 @@
 
 The HTTP server (``daemon.http``) and the ``driftd status`` command read everything through a
 :class:`StatusProvider`; :class:`FileStatusProvider` is the implementation the daemon uses. It
-reads the report files on disk and, when they are given, the local state database (pending store
-writes), the alert outbox (alert counts) and the metric store (reachability). Every one of those
-is optional so the status API keeps answering when a piece is missing or down. Nothing here
-changes state.
+reads the report files on disk and, when they are given, the local state database (the store's
+recorded health and pending writes), the alert outbox (alert counts) and the metric store (a
+live ping). Every one of those is optional so the status API keeps answering when a piece is
+missing or down. Nothing here changes state.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Mapping, Sized
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,9 @@ from typing import Any, Literal, Protocol
 import structlog
 
 from analyzer.severity import Severity
+from sinks.outbox import Outbox
+from sinks.state import StateDB, StoreStatus
+from sinks.store.base import MetricStore
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +41,9 @@ DATE_ID_RE = re.compile(r"[0-9]{8}")
 
 REPORT_PREFIX = "monitor_report_"
 """Report files are ``monitor_report_<id>.json`` / ``.html`` (the seed's names)."""
+
+ALERT_STATUSES = ("pending", "sent", "dead", "silenced")
+"""Outbox statuses always exported on ``/metrics`` (``sinks.outbox.OutboxStatus``)."""
 
 STORE_PING_TTL_S = 30.0
 """How long one metric-store reachability check is reused, so scrapes do not hammer the DB."""
@@ -101,22 +107,37 @@ class DaemonState:
 
 
 @dataclass(frozen=True)
+class StoreHealth:
+    """The metric store as the status API sees it.
+
+    ``reachable``: the live ping's answer when a store is given, else the daemon's last recorded
+    write (False after a failed write until the next success), None when unknown.
+    ``error``: the ping's exception type, or the recorded (secret-free) last write error.
+    ``last_ok_at``: the last successful write; ``pending_writes``: nights waiting for the store
+    (None without a state database).
+    """
+
+    configured: bool
+    reachable: bool | None
+    error: str | None
+    last_ok_at: datetime | None
+    pending_writes: int | None
+
+
+@dataclass(frozen=True)
 class MetricsSnapshot:
     """Everything ``/metrics`` renders, read once per scrape.
 
     ``report`` is the latest report dict (None when there is none or it is unreadable:
     ``report_readable`` tells which). ``alerts`` maps outbox status (``pending``/``sent``/
-    ``dead``) to a count, empty when no outbox is known. ``pending_writes`` is the number of
-    nights waiting for the metric store (None without a state database); ``store_reachable``
-    is None when no metric store is configured.
+    ``dead``/``silenced``) to a count, empty when no outbox is known.
     """
 
     daemon: DaemonState
     report: dict[str, Any] | None
     report_readable: bool
     alerts: dict[str, int]
-    pending_writes: int | None
-    store_reachable: bool | None
+    store: StoreHealth
 
 
 class StatusProvider(Protocol):
@@ -138,24 +159,6 @@ class StatusProvider(Protocol):
     def metrics_snapshot(self) -> MetricsSnapshot:
         """The current state for one ``/metrics`` scrape; never raises for a missing piece."""
         ...
-
-
-class PendingWritesSource(Protocol):
-    """The slice of ``sinks.state.StateDB`` the status API reads."""
-
-    def pending_writes(self) -> Sized: ...
-
-
-class AlertCountsSource(Protocol):
-    """The slice of ``sinks.outbox.Outbox`` the status API reads: status -> count."""
-
-    def outbox_counts(self) -> Mapping[str, int]: ...
-
-
-class PingableStore(Protocol):
-    """The slice of ``sinks.store.MetricStore`` the status API reads; ``ping`` raises when down."""
-
-    def ping(self) -> None: ...
 
 
 def status_summary(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -213,19 +216,19 @@ class FileStatusProvider:
 
     The latest report is the highest nightly (8-digit date) id; only when there is no nightly
     report is it the newest other report by modification time (so an ad-hoc ``check`` does not
-    displace the nightly status). ``state`` (``sinks.state.StateDB``), ``store``
-    (``sinks.store.MetricStore``) and ``outbox`` (``sinks.outbox.Outbox``) are optional; a
-    failing call on one of them is logged and reported as unknown, never raised. ``store.ping``
-    is called from the HTTP thread at most once per :data:`STORE_PING_TTL_S`.
+    displace the nightly status). ``state``, ``store`` and ``outbox`` are optional; a failing
+    call on one of them is logged and reported as unknown, never raised. ``store.ping`` is
+    called from the HTTP thread at most once per :data:`STORE_PING_TTL_S`; without a store the
+    store's health is the one the daemon recorded in ``state``.
     """
 
     def __init__(
         self,
         reports_dir: Path,
-        state: PendingWritesSource | None,
-        store: PingableStore | None,
+        state: StateDB | None,
+        store: MetricStore | None,
         daemon_state: DaemonState,
-        outbox: AlertCountsSource | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self._reports_dir = Path(reports_dir)
         self._state = state
@@ -293,13 +296,13 @@ class FileStatusProvider:
         return report
 
     def health(self) -> dict[str, Any]:
-        """See :meth:`StatusProvider.health`: ``down`` iff the scheduler is not alive."""
+        """See :meth:`StatusProvider.health`: ``down`` iff the scheduler is not alive,
+        ``degraded`` after a failed run or while the store is unreachable."""
         daemon = self._daemon_state.copy()
-        reachable, store_error = self._store_reachability()
-        pending = self._pending_writes()
+        store = self.store_health()
         if not daemon.scheduler_alive:
             status: HealthStatus = "down"
-        elif daemon.last_run_ok is False or reachable is False:
+        elif daemon.last_run_ok is False or store.reachable is False:
             status = "degraded"
         else:
             status = "ok"
@@ -316,10 +319,11 @@ class FileStatusProvider:
             "runs_total": daemon.runs_total,
             "failures_total": daemon.failures_total,
             "store": {
-                "configured": self._store is not None,
-                "reachable": reachable,
-                "error": store_error,
-                "pending_writes": pending,
+                "configured": store.configured,
+                "reachable": store.reachable,
+                "error": store.error,
+                "last_ok_at": _iso(store.last_ok_at),
+                "pending_writes": store.pending_writes,
             },
             "latest_report_id": self.latest_report_id(),
         }
@@ -337,15 +341,31 @@ class FileStatusProvider:
             report=report,
             report_readable=readable,
             alerts=self._alert_counts(),
-            pending_writes=self._pending_writes(),
-            store_reachable=self._store_reachability()[0],
+            store=self.store_health(),
         )
 
-    def _pending_writes(self) -> int | None:
+    def store_health(self) -> StoreHealth:
+        """The metric store's health: a live ping (when a store is given) over the recorded one."""
+        recorded = self._recorded_store_status()
+        reachable: bool | None = None
+        error: str | None = None
+        if recorded is not None and (recorded.last_error or recorded.last_ok_at):
+            reachable, error = recorded.last_error is None, recorded.last_error
+        if self._store is not None:
+            reachable, error = self._ping_store(self._store)
+        return StoreHealth(
+            configured=self._store is not None or recorded is not None,
+            reachable=reachable,
+            error=error,
+            last_ok_at=recorded.last_ok_at if recorded else None,
+            pending_writes=recorded.pending if recorded else None,
+        )
+
+    def _recorded_store_status(self) -> StoreStatus | None:
         if self._state is None:
             return None
         try:
-            return len(self._state.pending_writes())
+            return self._state.store_status()
         except Exception as err:  # a status read must never take the API down
             log.warning("status.state_unreadable", error_type=type(err).__name__)
             return None
@@ -354,21 +374,23 @@ class FileStatusProvider:
         if self._outbox is None:
             return {}
         try:
-            return {str(k): int(v) for k, v in self._outbox.outbox_counts().items()}
+            counts = self._outbox.outbox_counts()
         except Exception as err:  # a status read must never take the API down
             log.warning("status.outbox_unreadable", error_type=type(err).__name__)
             return {}
+        # Every status present (0 when none), so alert rules on e.g. dead > 0 always have data.
+        return {status: int(counts.get(status, 0)) for status in ALERT_STATUSES} | {
+            str(k): int(v) for k, v in counts.items()
+        }
 
-    def _store_reachability(self) -> tuple[bool | None, str | None]:
+    def _ping_store(self, store: MetricStore) -> tuple[bool, str | None]:
         """(reachable, error type) of the metric store, cached for STORE_PING_TTL_S."""
-        if self._store is None:
-            return None, None
         with self._ping_lock:
             now = time.monotonic()
             if self._ping is not None and now - self._ping[0] < STORE_PING_TTL_S:
                 return self._ping[1], self._ping[2]
             try:
-                self._store.ping()
+                store.ping()
                 result: tuple[bool, str | None] = (True, None)
             except Exception as err:
                 # Only the type: a driver's message may echo the DSN (with its password).

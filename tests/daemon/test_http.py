@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from daemon.status import (
     ReportExt,
     StatusProvider,
 )
+from sinks.outbox import Outbox, OutboxAlert
+from sinks.state import StateDB
 from tests.daemon.report_samples import make_report, write_report
 
 T0 = datetime(2026, 11, 26, 1, 0, tzinfo=timezone.utc)
@@ -51,6 +53,8 @@ class Served:
     state: DaemonState
     provider: RecordingProvider
     server: StatusServer
+    db: StateDB
+    outbox: Outbox
 
 
 @dataclass
@@ -113,16 +117,20 @@ def module_server() -> Iterator[tuple[StatusServer, CurrentProvider]]:
 @pytest.fixture
 def served(
     tmp_path: Path, module_server: tuple[StatusServer, CurrentProvider]
-) -> Served:
+) -> Iterator[Served]:
     server, switch = module_server
     reports = tmp_path / "reports"
     reports.mkdir()
     state = DaemonState(started_at=T0)
     state.set_scheduler_alive(True)
-    provider = RecordingProvider(reports, None, None, state)
+    db = StateDB(tmp_path / "state" / "state.sqlite")
+    outbox = Outbox(tmp_path / "state" / "state.sqlite")
+    provider = RecordingProvider(reports, db, None, state, outbox)
     switch.current = provider
     host, port = server.address
-    return Served(f"http://{host}:{port}", host, port, reports, state, provider, server)
+    yield Served(f"http://{host}:{port}", host, port, reports, state, provider, server, db,
+                 outbox)
+    outbox.close()
 
 
 class TestEndpoints:
@@ -217,7 +225,21 @@ class TestMetrics:
         write_report(served.reports, make_report("20261126", severity="high"))
         served.state.run_started(T0)
         served.state.run_finished(T0, ok=False, error="store down")
+        for channel in ("slack", "pagerduty"):
+            served.outbox.outbox_add(OutboxAlert(
+                channel=channel, kind="drift", partition=date(2026, 11, 26), severity="high",
+                payload={}, created_at=T0, next_attempt_at=T0,
+            ))
+        served.outbox.outbox_mark_sent("slack:drift:2026-11-26", T0)
+        served.outbox.outbox_mark_dead("pagerduty:drift:2026-11-26", T0, "400 invalid key")
+        served.db.store_failed(T0, "metric store unreachable")
+        served.db.pending_writes_add(date(2026, 11, 26), served.reports / "payload.json")
         s = self._samples(served)
+        assert s[("driftd_alerts", (("status", "sent"),))] == 1
+        assert s[("driftd_alerts", (("status", "dead"),))] == 1
+        assert s[("driftd_alerts", (("status", "pending"),))] == 0
+        assert s[("driftd_pending_store_writes", ())] == 1
+        assert s[("driftd_store_up", ())] == 0
         assert s[("driftd_severity_rank", ())] == 3
         assert s[("driftd_severity", (("severity", "high"),))] == 1
         assert s[("driftd_severity", (("severity", "none"),))] == 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from daemon.status import DaemonState, FileStatusProvider, is_valid_report_id, status_summary
+from sinks.outbox import Outbox, OutboxAlert
+from sinks.state import StateDB
 from sinks.store.sqlite import SQLiteStore
 from tests.daemon.report_samples import make_report, write_report
 
@@ -136,7 +138,7 @@ class TestFileStatusProvider:
         assert health["last_run"]["error"] == "baseline missing"
         assert (health["runs_total"], health["failures_total"]) == (1, 1)
 
-    def test_health_reports_store_reachability(self, tmp_path: Path) -> None:
+    def test_health_pings_a_real_store(self, tmp_path: Path) -> None:
         """A real SQLite store is reachable; one whose folder cannot exist is not (degraded)."""
         state = DaemonState(started_at=T0)
         state.set_scheduler_alive(True)
@@ -149,9 +151,42 @@ class TestFileStatusProvider:
         health = FileStatusProvider(tmp_path, None, bad, state).health()
         assert health["store"] == {
             "configured": True, "reachable": False, "error": "StoreUnavailable",
-            "pending_writes": None,
+            "last_ok_at": None, "pending_writes": None,
         }
         assert health["status"] == "degraded"
+
+    def test_health_uses_recorded_store_outage(self, tmp_path: Path) -> None:
+        """Without a live store, the state DB's recorded outage and pending nights are shown."""
+        state = DaemonState(started_at=T0)
+        state.set_scheduler_alive(True)
+        db = StateDB(tmp_path / "state.sqlite")
+        provider = FileStatusProvider(tmp_path, db, None, state)
+        assert provider.health()["store"]["reachable"] is None  # nothing recorded yet
+        db.store_ok(T0)
+        db.store_failed(T0, "metric store postgresql://driftd:***@db/x could not write")
+        db.pending_writes_add(date(2026, 11, 26), tmp_path / "payload.json")
+        health = provider.health()
+        assert health["status"] == "degraded"
+        assert health["store"]["reachable"] is False
+        assert health["store"]["pending_writes"] == 1
+        assert health["store"]["last_ok_at"] == T0.isoformat()
+        db.store_ok(T0)
+        assert provider.health()["status"] == "ok"
+
+    def test_alert_counts_from_real_outbox(self, tmp_path: Path) -> None:
+        """Alert counts come from the outbox, with every status present."""
+        outbox = Outbox(tmp_path / "state.sqlite")
+        for channel in ("slack", "email"):
+            outbox.outbox_add(OutboxAlert(
+                channel=channel, kind="drift", partition=date(2026, 11, 26), severity="high",
+                payload={}, created_at=T0, next_attempt_at=T0,
+            ))
+        outbox.outbox_mark_dead("email:drift:2026-11-26", T0, "550 refused")
+        provider = FileStatusProvider(tmp_path, None, None, DaemonState(started_at=T0), outbox)
+        assert provider.metrics_snapshot().alerts == {
+            "pending": 1, "sent": 0, "dead": 1, "silenced": 0,
+        }
+        outbox.close()
 
     def test_unreadable_latest_report_does_not_break_metrics(self, tmp_path: Path) -> None:
         """A torn latest report file is flagged in the snapshot instead of raising."""
