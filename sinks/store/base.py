@@ -131,18 +131,18 @@ _QUERY_PASSWORD = re.compile(r"([?&]password=)([^&#\s]*)", re.IGNORECASE)
 
 def mask_dsn(dsn: str) -> str:
     """``dsn`` with any password masked as ``***`` (URL userinfo, ``?password=``, ``password=``)."""
-    parts = urlsplit(dsn) if "://" in dsn else None
-    if parts is not None and parts.password is not None:
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        netloc = f"{parts.username or ''}:***@{host}"
-        dsn = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    if "://" not in dsn:
+        return _KV_PASSWORD.sub(r"\1***", dsn)
+    try:
+        parts = urlsplit(dsn)
+        if parts.password is not None:
+            userinfo, _, hostport = parts.netloc.rpartition("@")
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+            dsn = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    except ValueError:
+        pass  # not parseable as a URL: the patterns below still mask it
     dsn = _URL_PASSWORD.sub(r"\1***\3", dsn)
-    dsn = _QUERY_PASSWORD.sub(r"\1***", dsn)
-    return _KV_PASSWORD.sub(r"\1***", dsn)
+    return _QUERY_PASSWORD.sub(r"\1***", dsn)
 
 
 def scrub(text: str, secrets: Sequence[str | None]) -> str:
