@@ -178,6 +178,14 @@ class Outbox:
             "SELECT * FROM outbox_alerts WHERE partition = ? ORDER BY key", [partition.isoformat()]
         )
 
+    def outbox_counts(self) -> dict[str, int]:
+        """Number of stored alerts per status (``pending``/``sent``/``dead``/``silenced``)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT status, COUNT(*) FROM outbox_alerts GROUP BY status"
+            ).fetchall()
+        return {str(status): int(count) for status, count in rows}
+
     def outbox_last(
         self, channel: str, kind: str, statuses: tuple[OutboxStatus, ...] = ("pending", "sent")
     ) -> OutboxAlert | None:
