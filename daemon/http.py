@@ -4,8 +4,8 @@ Endpoints (GET and HEAD only; other methods on them answer 405 with ``Allow: GET
 unknown paths 404, errors are ``{"error": "..."}``):
 
 - ``/healthz``: :meth:`StatusProvider.health`; 200, or 503 when the scheduler is not alive.
-- ``/metrics``: Prometheus text format, rendered by ``prometheus_client`` from a collector that
-  reads the provider at scrape time.
+- ``/metrics``: Prometheus text format (OpenMetrics when the scraper asks for it), rendered by
+  ``prometheus_client`` from a collector that reads the provider at scrape time.
 - ``/api/v1/monitoring/latest``: the seed's dashboard summary (:func:`status_summary`) of the
   latest report plus ``links``; ``{"status": "no_reports"}`` when there is none.
 - ``/api/v1/monitoring/report/{id}`` and ``/api/v1/monitoring/report/{id}/html``: the stored
@@ -33,7 +33,8 @@ from typing import Any
 from urllib.parse import unquote
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -152,7 +153,12 @@ def _daemon_families(snap: MetricsSnapshot) -> Iterator[Metric]:
 
 def _report_families(snap: MetricsSnapshot) -> Iterator[Metric]:
     report = snap.report or {}
-    summary = status_summary(report) if snap.report is not None else None
+    summary = None
+    if snap.report is not None:
+        try:
+            summary = status_summary(report)
+        except (ValueError, TypeError) as err:  # e.g. an unknown severity in a hand-edited file
+            log.warning("http.report_malformed", error=str(err))
     info = InfoMetricFamily("driftd_report", "The latest report.",
                             labels=["report_id", "severity"])
     severity = GaugeMetricFamily("driftd_severity",
@@ -264,6 +270,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse_method
 
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """Protocol-level errors (400, 414, 501 …) as JSON too; the connection is closed."""
+        self.close_connection = True
+        status = HTTPStatus(code)
+        self._json(status, {"error": message or status.phrase}, self.command != "HEAD")
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http.request_served", client=self.client_address[0], line=format % args)
 
@@ -298,8 +311,10 @@ class _Handler(BaseHTTPRequestHandler):
                     else HTTPStatus.OK
                 self._json(code, health, send_body)
             elif route[0] == "/metrics":
-                body = generate_latest(self.server.registry)
-                self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST, body, send_body)
+                # The library's own negotiation: text 0.0.4 (generate_latest) unless the
+                # scraper asks for OpenMetrics or text 1.0.0.
+                encode, content_type = choose_encoder(self.headers.get("Accept", ""))
+                self._send(HTTPStatus.OK, content_type, encode(self.server.registry), send_body)
             elif route[0] == f"{API_PREFIX}/latest":
                 self._latest(send_body)
             else:
@@ -312,11 +327,17 @@ class _Handler(BaseHTTPRequestHandler):
                        send_body)
 
     def _latest(self, send_body: bool) -> None:
-        report = self.server.provider.latest_report()
-        if report is None:
+        try:
+            report = self.server.provider.latest_report()
+            summary = status_summary(report) if report is not None else None
+        except (OSError, ValueError, TypeError) as err:
+            log.warning("http.latest_unreadable", error=str(err))
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR,
+                       {"error": f"the latest report cannot be read: {err}"}, send_body)
+            return
+        if summary is None:
             self._json(HTTPStatus.OK, {"status": "no_reports"}, send_body)
             return
-        summary = status_summary(report)
         report_id = summary["report_id"]
         if isinstance(report_id, str) and is_valid_report_id(report_id):
             summary["links"] = {

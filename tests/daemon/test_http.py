@@ -6,7 +6,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from email.message import Message
@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.http import StatusServer, parse_listen, start_status_server
@@ -24,6 +27,7 @@ from daemon.status import (
     ReportExt,
     StatusProvider,
 )
+from sinks.files import ReportFiles
 from sinks.outbox import Outbox, OutboxAlert
 from sinks.state import StateDB
 from tests.daemon.report_samples import make_report, write_report
@@ -186,6 +190,19 @@ class TestEndpoints:
         assert answer.status == 404 and answer.json() == {"error": "report not found"}
         assert served.provider.report_path_calls == [("20000101", "json")]
 
+    def test_malformed_latest_is_500_and_metrics_still_scrape(self, served: Served) -> None:
+        """A hand-broken latest report gives a JSON 500 on /latest; /metrics keeps answering."""
+        report = make_report("20261126")
+        report["overall_severity"] = "critical"
+        write_report(served.reports, report)
+        answer = request(served.base + f"{API}/latest")
+        assert answer.status == 500 and "critical" in answer.json()["error"]
+        (served.reports / "monitor_report_20261126.json").write_text("{torn")
+        assert request(served.base + f"{API}/latest").status == 500
+        metrics = request(served.base + "/metrics")
+        assert metrics.status == 200
+        assert b"driftd_latest_report_readable 0.0" in metrics.body
+
     def test_head_sends_headers_only(self, served: Served) -> None:
         """HEAD answers like GET without a body."""
         write_report(served.reports, make_report("20261126"))
@@ -213,7 +230,7 @@ class TestMetrics:
     def _samples(self, served: Served) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         answer = request(served.base + "/metrics")
         assert answer.status == 200
-        assert answer.headers["Content-Type"].startswith("text/plain")
+        assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         samples = {}
         for family in text_string_to_metric_families(answer.body.decode()):
             for s in family.samples:
@@ -264,6 +281,18 @@ class TestMetrics:
         assert s[("driftd_last_run_finish_time_seconds", ())] == T0.timestamp()
         assert s[("driftd_scheduler_alive", ())] == 1
 
+    def test_openmetrics_on_request(self, served: Served) -> None:
+        """A scraper that asks for OpenMetrics gets it, parseable by the OpenMetrics parser."""
+        write_report(served.reports, make_report("20261126"))
+        req = urllib.request.Request(served.base + "/metrics",
+                                     headers={"Accept": "application/openmetrics-text"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+            text = resp.read().decode()
+        families = {f.name: f for f in openmetrics_families(text)}
+        assert families["driftd_report"].type == "info"
+        assert families["driftd_runs"].type == "counter"
+
     def test_metrics_without_reports(self, served: Served) -> None:
         """Before the first report /metrics still answers, without report samples."""
         s = self._samples(served)
@@ -307,6 +336,7 @@ class TestIdValidation:
         for target in (b"/api/v1/monitoring/report/a\x00b", b"/api/v1/monitoring/report/..\\x"):
             answer = raw_request(served.host, served.port, target)
             assert answer.split(b"\r\n", 1)[0].split(b" ")[1] in (b"400", b"404")
+            assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
         assert served.provider.report_path_calls == []
 
 
@@ -366,3 +396,35 @@ class TestLifecycle:
         provider = FileStatusProvider(served.reports, None, None, served.state)
         with pytest.raises(OSError, match=r"\[http\] listen"):
             StatusServer(f"127.0.0.1:{served.port}", provider).start()
+
+
+class TestRealReport:
+    def test_report_from_dataset_analyzer(
+        self, served: Served, image_folder: Callable[..., Path]
+    ) -> None:
+        """A report produced by a real DatasetAnalyzer run is summarised, served and scraped."""
+        dataset = pytest.importorskip("analyzer.dataset")
+        baseline_dir = image_folder("baseline", n=30, seed=0)
+        current_dir = image_folder("20261126", n=30, seed=1, brightness=1.6)
+        baseline = dataset.DatasetAnalyzer(baseline_dir, workers=1).analyze()
+        report = dataset.DatasetAnalyzer(
+            current_dir, workers=1, now=T0, report_id="20261126"
+        ).detect_drift(baseline)
+        ReportFiles(served.reports).write_json("20261126", report)
+
+        latest = request(served.base + f"{API}/latest").json()
+        assert latest["report_id"] == "20261126"
+        assert latest["severity_level"] == report["overall_severity"]
+        assert latest["drift_detected"] == report["overall_drift_detected"]
+        assert latest["images_analyzed"] == 30
+        assert latest["metrics"]["pixel_mean_shift"] == pytest.approx(
+            report["pixel_distribution_drift"]["overall_mean_shift"])
+        stored = request(served.base + f"{API}/report/20261126").json()
+        assert stored["report_id"] == "20261126"
+
+        answer = request(served.base + "/metrics")
+        families = {f.name: f for f in text_string_to_metric_families(answer.body.decode())}
+        rank = families["driftd_severity_rank"].samples[0].value
+        assert rank == ["none", "low", "medium", "high"].index(report["overall_severity"])
+        features = {s.labels["feature"] for s in families["driftd_test_p_value"].samples}
+        assert {t["feature"] for t in report["pixel_distribution_drift"]["tests"]} <= features
