@@ -152,6 +152,7 @@ class Classifier:
         self.labels = _load_labels(path, options.labels_path, self.num_classes)
         self._mean = np.asarray(options.input_mean, dtype=np.float32)
         self._std = np.asarray(options.input_std, dtype=np.float32)
+        self._outputs_probabilities = self._probe_outputs()
 
     @classmethod
     def load(cls, path: str | Path, options: ModelOptions | None = None) -> Classifier:
@@ -202,8 +203,8 @@ class Classifier:
 
         Returns:
             (n, num_classes) float64 probabilities; each row sums to 1. Quantised outputs are
-            dequantised; rows that are not already a probability simplex (logits) go through
-            softmax.
+            dequantised; a model whose outputs are not a probability simplex (logits, decided
+            once at load) gets a softmax.
 
         Raises:
             ModelError: the batch does not have shape (n, H, W, C).
@@ -215,22 +216,7 @@ class Classifier:
                 f"(n, {', '.join(map(str, self.input_shape))}) from preprocess()"
             )
         batch = batch.astype(self._input_dtype, copy=False)
-        n = batch.shape[0]
-        raw = np.empty((n, self.num_classes), dtype=np.float64)
-        cap = self._batch_capacity
-        with self._lock:
-            for start in range(0, n, cap):
-                chunk = batch[start : start + cap]
-                m = chunk.shape[0]
-                if m < cap:
-                    # The interpreter's batch size is fixed once allocated; pad the last chunk.
-                    pad = np.zeros((cap - m, *self.input_shape), dtype=self._input_dtype)
-                    chunk = np.concatenate([chunk, pad])
-                self._interpreter.set_tensor(self._input_index, np.ascontiguousarray(chunk))
-                self._interpreter.invoke()
-                out = self._interpreter.get_tensor(self._output_index)
-                raw[start : start + m] = out.reshape(cap, -1)[:m]
-        return self._to_probabilities(raw)
+        return self._to_probabilities(self._dequantise(self._invoke(batch)))
 
     def _scale(self, pixels: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
         """Map 0..255 pixel values to the input tensor's values and dtype."""
@@ -254,22 +240,63 @@ class Classifier:
         info = np.iinfo(self._input_dtype)
         return np.clip(np.rint(real), info.min, info.max).astype(self._input_dtype)
 
-    def _to_probabilities(self, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Dequantise, softmax logits, and renormalise rows to sum to exactly 1."""
+    def _probe_outputs(self) -> bool:
+        """Whether the model already outputs probabilities, decided once from probe inputs.
+
+        Runs black, white and two seeded random-noise images: a softmax head gives a
+        probability simplex for all of them, while logits almost never do (a single image
+        could by chance, which is why the decision is per model and not per batch).
+        """
+        h, w, c = self.input_shape
+        rng = np.random.default_rng(0)
+        pixels = [
+            np.zeros((h, w, c), dtype=np.float32),
+            np.full((h, w, c), 255.0, dtype=np.float32),
+            *(rng.uniform(0.0, 255.0, (h, w, c)).astype(np.float32) for _ in range(2)),
+        ]
+        raw = self._dequantise(self._invoke(np.stack([self._scale(p) for p in pixels])))
+        tol = self._simplex_tolerance()
+        in_range = bool(np.all(raw >= -tol) and np.all(raw <= 1.0 + tol))
+        return in_range and bool(np.all(np.abs(raw.sum(axis=1) - 1.0) <= tol))
+
+    def _simplex_tolerance(self) -> float:
+        """How far a row may miss the simplex: quantised softmax rounds each class by a step."""
+        return max(1e-3, self.num_classes * self._output_quant.scale)
+
+    def _invoke(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        """Raw (still quantised) outputs for a batch, in chunks of the interpreter's batch."""
+        n = batch.shape[0]
+        raw = np.empty((n, self.num_classes), dtype=np.float64)
+        cap = self._batch_capacity
+        with self._lock:
+            for start in range(0, n, cap):
+                chunk = batch[start : start + cap]
+                m = chunk.shape[0]
+                if m < cap:
+                    # The interpreter's batch size is fixed once allocated; pad the last chunk.
+                    pad = np.zeros((cap - m, *self.input_shape), dtype=self._input_dtype)
+                    chunk = np.concatenate([chunk, pad])
+                self._interpreter.set_tensor(self._input_index, np.ascontiguousarray(chunk))
+                self._interpreter.invoke()
+                out = self._interpreter.get_tensor(self._output_index)
+                raw[start : start + m] = out.reshape(cap, -1)[:m]
+        return raw
+
+    def _dequantise(self, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Real output values: (q - zero_point) * scale for a quantised output."""
         quant = self._output_quant
         if self._output_dtype != np.float32 and quant.scale > 0:
-            raw = (raw - quant.zero_point) * quant.scale
+            return (raw - quant.zero_point) * quant.scale
+        return raw
+
+    def _to_probabilities(self, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Softmax logits (or clip probabilities), then renormalise rows to sum to exactly 1."""
         if raw.size == 0:
             return raw
-        # A quantised softmax output is a simplex up to rounding: allow one step per class.
-        tol = max(1e-3, self.num_classes * quant.scale)
-        in_range = bool(np.all(raw >= -tol) and np.all(raw <= 1.0 + tol))
-        sums_to_one = bool(np.all(np.abs(raw.sum(axis=1) - 1.0) <= tol))
-        if in_range and sums_to_one:
+        if self._outputs_probabilities:
             probs = np.clip(raw, 0.0, None)
         else:
-            shifted = raw - raw.max(axis=1, keepdims=True)
-            probs = np.exp(shifted)
+            probs = np.exp(raw - raw.max(axis=1, keepdims=True))
         total = probs.sum(axis=1, keepdims=True)
         uniform = np.full_like(probs, 1.0 / self.num_classes)
         return np.where(total > 0, probs / np.where(total > 0, total, 1.0), uniform)
@@ -375,6 +402,9 @@ def _fit_batch(
     try:
         interpreter.resize_tensor_input(inp["index"], [want, *shape[1:]], strict=False)
         interpreter.allocate_tensors()
+        # Output shapes are only propagated by an invoke (the delegate plans lazily).
+        interpreter.set_tensor(inp["index"], np.zeros([want, *shape[1:]], dtype=inp["dtype"]))
+        interpreter.invoke()
         out = interpreter.get_output_details()[0]
         if int(out["shape"][0]) != want:
             raise ValueError(f"output batch stayed {int(out['shape'][0])}")

@@ -180,8 +180,8 @@ def write_readme(
 # Demo classifier
 
 A small CNN (2 conv blocks + 2 dense layers, ~57k parameters) that classifies 28×28 grayscale
-Fashion-MNIST clothing photos into 10 classes (labels in `demo_classifier.labels.txt`). It
-exists so that `driftd demo`, the tests and the benchmarks run a real TFLite model.
+Fashion-MNIST clothing photos into 10 classes (labels in each model's `.labels.txt`
+sidecar). It exists so that `driftd demo`, the tests and the benchmarks run a real TFLite model.
 
 | file | size | test accuracy (10,000 images) | {n_demo} bundled demo images |
 |---|---|---|---|
@@ -234,7 +234,8 @@ def main() -> None:
     }
     for name, content in files.items():
         (models_dir / name).write_bytes(content)
-    (models_dir / "demo_classifier.labels.txt").write_text("\n".join(LABELS) + "\n")
+    for stem in ("demo_classifier", "demo_classifier_uint8"):
+        (models_dir / f"{stem}.labels.txt").write_text("\n".join(LABELS) + "\n")
     seconds = time.monotonic() - started
 
     demo_dir: Path = args.demo_dir
