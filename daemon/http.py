@@ -62,10 +62,9 @@ ALLOWED_METHODS = "GET, HEAD"
 REQUEST_TIMEOUT_S = 10.0
 """Socket timeout per connection, so a stalled client cannot hold a handler thread forever."""
 
-HTML_CSP = (
-    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
-)
-"""Content-Security-Policy of served HTML reports: self-contained, nothing loaded from elsewhere."""
+HTML_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+"""Content-Security-Policy of served HTML reports: they are one self-contained file (inline CSS,
+``data:`` images, no script), so nothing may load from elsewhere and no script may run."""
 
 _SECTIONS = (
     "pixel_distribution_drift", "confidence_drift", "class_distribution_drift", "data_quality",

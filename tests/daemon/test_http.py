@@ -410,7 +410,10 @@ class TestRealReport:
         report = dataset.DatasetAnalyzer(
             current_dir, workers=1, now=T0, report_id="20261126"
         ).detect_drift(baseline)
-        ReportFiles(served.reports).write_json("20261126", report)
+        files = ReportFiles(served.reports)
+        files.write_json("20261126", report)
+        html_module = pytest.importorskip("analyzer.html")
+        files.write_html("20261126", lambda p: html_module.generate_html_report(report, p))
 
         latest = request(served.base + f"{API}/latest").json()
         assert latest["report_id"] == "20261126"
@@ -421,6 +424,9 @@ class TestRealReport:
             report["pixel_distribution_drift"]["overall_mean_shift"])
         stored = request(served.base + f"{API}/report/20261126").json()
         assert stored["report_id"] == "20261126"
+        html = request(served.base + f"{API}/report/20261126/html")
+        assert html.status == 200 and b"<html" in html.body.lower()
+        assert b"<script" not in html.body.lower()  # the CSP forbids scripts
 
         answer = request(served.base + "/metrics")
         families = {f.name: f for f in text_string_to_metric_families(answer.body.decode())}
