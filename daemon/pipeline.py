@@ -240,7 +240,6 @@ class Pipeline:
         is down: the next run's ``flush_pending`` writes it.
         """
         from analyzer.report import metric_rows
-
         from sinks.store import NightRecord, store_or_defer
 
         if store is None:
@@ -282,6 +281,7 @@ class Pipeline:
         """
         structlog.contextvars.bind_contextvars(partition=partition.date.isoformat())
         self.state.ledger_start(partition.date, run_id, now)
+        log.info("partition.started", folder=str(partition.folder))
         try:
             report = self.analyze(partition, now)
             log.info(

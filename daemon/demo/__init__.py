@@ -84,7 +84,7 @@ state_dir = "var"
 {model_line}
 
 [analysis]
-workers = 2
+workers = 1
 
 [store]
 url = "sqlite:///var/driftd.sqlite"
