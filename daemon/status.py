@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 import structlog
 
 from analyzer.severity import Severity
+from sinks.files import REPORT_PREFIX
 from sinks.outbox import Outbox
 from sinks.state import StateDB, StoreStatus
 from sinks.store.base import MetricStore
@@ -38,9 +39,6 @@ folder nor a second extension (``20261126.json``)."""
 
 DATE_ID_RE = re.compile(r"[0-9]{8}")
 """Report ids of nightly runs (the folder date, ``YYYYMMDD``)."""
-
-REPORT_PREFIX = "monitor_report_"
-"""Report files are ``monitor_report_<id>.json`` / ``.html`` (the seed's names)."""
 
 ALERT_STATUSES = ("pending", "sent", "dead", "silenced")
 """Outbox statuses always exported on ``/metrics`` (``sinks.outbox.OutboxStatus``)."""
