@@ -17,6 +17,7 @@ from typing import Any
 import psycopg2
 import pytest
 
+from analyzer.report import metric_rows
 from sinks.errors import StoreUnavailable
 from sinks.files import ReportFiles, report_id_for
 from sinks.state import StateDB
@@ -67,23 +68,6 @@ def make_report(day: date, severity: str = "medium", shift: float = 0.05) -> dic
     }
 
 
-def rows_of(report: dict[str, Any]) -> list[tuple[str, float]]:
-    """Metric rows as ``analyzer.report.metric_rows`` names them (the contract in ARCHITECTURE)."""
-    rank = {"none": 0, "low": 1, "medium": 2, "high": 3}[report["overall_severity"]]
-    rows = [
-        ("pixel_mean_shift", report["pixel_distribution_drift"]["overall_mean_shift"]),
-        ("confidence_shift", report["confidence_drift"]["mean_confidence_shift"]),
-        ("drift_detected", float(report["overall_drift_detected"])),
-        ("overall_severity_rank", float(rank)),
-        ("current_image_count", float(report["current_image_count"])),
-    ]
-    rows += [
-        (f"class_share.{c['label']}", c["current_share"])
-        for c in report["class_distribution_drift"]["classes"]
-    ]
-    return rows
-
-
 def make_night(day: date, run_id: str = "run-1", **report_args: Any) -> NightRecord:
     report = make_report(day, **report_args)
     return NightRecord(
@@ -91,7 +75,7 @@ def make_night(day: date, run_id: str = "run-1", **report_args: Any) -> NightRec
         run_id=run_id,
         time=datetime.fromisoformat(report["timestamp"]),
         report=report,
-        metrics=rows_of(report),
+        metrics=metric_rows(report),
         labels={"model": "fashion.tflite"},
     )
 
@@ -130,7 +114,7 @@ class TestMigrations:
 
     def test_two_processes_migrating_together_leave_one_schema(self, store_url: str) -> None:
         """Two daemons starting at once both succeed and the schema is recorded once."""
-        ctx = multiprocessing.get_context("spawn")
+        ctx = multiprocessing.get_context("fork")  # children reuse the loaded modules
         children = [ctx.Process(target=_migrate_in_child, args=(store_url,)) for _ in range(2)]
         for child in children:
             child.start()
@@ -157,7 +141,7 @@ class TestWriteNight:
         for attempt, shift in enumerate((0.01, 0.02, 0.07), start=1):
             night = make_night(day, run_id=f"run-{attempt}", shift=shift)
             store.write_night(replace(night, time=night.time + timedelta(hours=attempt)))
-        metrics = rows_of(make_report(day))
+        metrics = metric_rows(make_report(day))
         assert count(store_url, "SELECT count(*) FROM monitoring_metrics") == len(metrics)
         assert count(store_url, "SELECT count(*) FROM monitor_reports") == 1
         assert count(store_url, "SELECT count(*) FROM driftd_runs") == 1
@@ -200,10 +184,10 @@ class TestWriteNight:
         store.write_night(make_night(old))
         store.write_night(make_night(recent))
         deleted = store.apply_retention(now)
-        assert deleted == len(rows_of(make_report(old))) + 2
+        assert deleted == len(metric_rows(make_report(old))) + 2
         assert [r.partition for r in store.latest_reports()] == [recent]
         assert count(store_url, "SELECT count(*) FROM monitoring_metrics") == len(
-            rows_of(make_report(recent))
+            metric_rows(make_report(recent))
         )
 
 
@@ -252,11 +236,12 @@ class TestOutage:
         report = make_report(day, severity="low")
         state.ledger_start(day, "run-7", datetime(2026, 11, 25, 1, tzinfo=timezone.utc))
         state.pending_writes_add(day, files.write_json(report_id_for(day), report))
-        result = flush_pending(state, store, datetime.now(timezone.utc), metric_rows=rows_of)
+        result = flush_pending(state, store, datetime.now(timezone.utc))
         assert result.written == [day]
         [stored] = store.latest_reports()
         assert (stored.run_id, stored.severity) == ("run-7", "low")
-        assert count(store_url, "SELECT count(*) FROM monitoring_metrics") == len(rows_of(report))
+        stored_rows = count(store_url, "SELECT count(*) FROM monitoring_metrics")
+        assert stored_rows == len(metric_rows(report))
 
     def test_sqlite_store_in_an_unwritable_place_defers_the_night(self, tmp_path: Path) -> None:
         """An SQLite store that cannot be opened leaves the night pending, not lost."""
