@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +121,6 @@ def _run(settings: Any, args: argparse.Namespace) -> int:
 
 def _analyzer(settings: Any, folder: Path, **extra: Any) -> Any:
     from analyzer.dataset import DatasetAnalyzer
-
     from daemon.config import analyzer_kwargs
 
     model = settings.model.path
@@ -145,8 +144,8 @@ def _check(settings: Any, args: argparse.Namespace) -> int:
     from daemon.pipeline import Pipeline
     from sinks.files import ReportFiles
 
-    now = datetime.now().astimezone()
-    report_id = args.report_id or f"check-{now.astimezone().strftime('%Y%m%dT%H%M%SZ')}"
+    now = datetime.now(timezone.utc)
+    report_id = args.report_id or f"check-{now:%Y%m%dT%H%M%SZ}"
     baseline = Pipeline(settings).load_baseline()
     report = _analyzer(settings, args.dir, now=now, report_id=report_id).detect_drift(baseline)
     files = ReportFiles(settings.data.reports_path)
