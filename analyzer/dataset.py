@@ -1,0 +1,331 @@
+"""Profiling a folder in parallel, and ``DatasetAnalyzer``, the seed's convenience façade.
+
+``profile_folder(data_dir, options, model_path, model_options)`` lists the image files,
+decodes them in worker processes (each worker loads one ``Classifier`` when a model is
+given), and folds the per-image records into a ``Profile`` in the parent, in bounded memory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import logging
+import math
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from analyzer.errors import DatasetError, EmptyDatasetError, ModelError
+from analyzer.images import CATEGORIES, FEATURES, IMAGE_SUFFIXES, ImageRecord, read_image
+from analyzer.options import AnalyzerOptions, split_options
+from analyzer.profile import Categories, ModelInfo, Profile
+from analyzer.progress import Progress
+
+if TYPE_CHECKING:
+    from analyzer.model import Classifier
+    from analyzer.report import DriftReport
+
+logger = logging.getLogger("analyzer")
+
+MODEL_FEATURES: tuple[str, ...] = ("max_confidence", "prediction_entropy", "margin")
+"""Per-image model outputs: top-1 probability, entropy / ln(k) (0..1), top-1 − top-2."""
+
+_FLUSH_EVERY = 1024
+_OUTSIDE = "symlink points outside the data folder"
+
+
+def list_image_files(data_dir: Path, follow_symlinks_outside: bool = False
+                     ) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Image files under ``data_dir`` (recursive, sorted; hidden entries skipped).
+
+    Returns ``(files, rejected)``: ``rejected`` are symlinks that point outside the folder
+    (unless ``follow_symlinks_outside``) or nowhere, with the reason. Directory symlinks are
+    never followed. Raises ``DatasetError`` when ``data_dir`` is missing or not a folder.
+    """
+    if not data_dir.exists():
+        raise DatasetError(f"data folder {str(data_dir)!r} does not exist; pass the folder "
+                           "that holds the images")
+    if not data_dir.is_dir():
+        raise DatasetError(f"data folder {str(data_dir)!r} is not a folder; pass the folder "
+                           "that holds the images, not a file")
+    root = data_dir.resolve()
+    files: list[Path] = []
+    rejected: list[tuple[Path, str]] = []
+    for folder, dirs, names in os.walk(data_dir, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            path = Path(folder) / name
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.exists():
+                    rejected.append((path, "broken symlink"))
+                    continue
+                if not follow_symlinks_outside and not target.is_relative_to(root):
+                    rejected.append((path, _OUTSIDE))
+                    continue
+            files.append(path)
+    return files, rejected
+
+
+@dataclass(frozen=True)
+class _WorkerConfig:
+    max_side: int
+    max_image_pixels: int
+    model_path: str | None
+    model_options: Mapping[str, Any]
+    bbsd: bool
+
+
+_worker_classifier: Classifier | None = None
+_worker_config: _WorkerConfig | None = None
+
+
+def _tune_malloc() -> None:
+    """Keep freed per-image buffers in the heap instead of returning them to the OS.
+
+    With glibc's defaults every ~1 MB numpy temporary is an mmap/munmap pair, so each image
+    page-faults its buffers back in (PITFALLS.md "Image decoding speed"). Works for forked
+    workers too, where environment variables would come too late.
+    """
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return
+    try:
+        libc = ctypes.CDLL(libc_name)
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 64 * 1024 * 1024)
+        libc.mallopt(m_trim_threshold, 256 * 1024 * 1024)
+    except (OSError, AttributeError):
+        return
+
+
+def _load_classifier(model_path: str, model_options: Mapping[str, Any]) -> Classifier:
+    try:
+        from analyzer.model import Classifier, ModelOptions
+    except ImportError as err:
+        raise ModelError(f"model support is unavailable ({err}); install ai-edge-litert") from err
+    return Classifier.load(model_path, ModelOptions(**model_options))
+
+
+def _init_worker(config: _WorkerConfig) -> None:
+    global _worker_classifier, _worker_config
+    _tune_malloc()
+    _worker_config = config
+    if config.model_path is not None:
+        _worker_classifier = _load_classifier(config.model_path, config.model_options)
+
+
+def _process_chunk(paths: list[str]) -> list[ImageRecord]:
+    assert _worker_config is not None
+    return process_files(paths, _worker_config, _worker_classifier)
+
+
+def process_files(paths: Iterable[str], config: _WorkerConfig,
+                  classifier: Classifier | None) -> list[ImageRecord]:
+    """Read each file; with a classifier, append the model features to each good record."""
+    records = [read_image(p, max_side=config.max_side, max_image_pixels=config.max_image_pixels,
+                          keep_image=classifier is not None) for p in paths]
+    if classifier is None:
+        return records
+    good = [r for r in records if r.issue is None]
+    if not good:
+        return records
+    inputs = np.stack([classifier.preprocess(r.image) for r in good if r.image is not None])
+    probs = classifier.predict(inputs)
+    extra = model_features(probs, config.bbsd)
+    for i, rec in enumerate(good):
+        assert rec.values is not None
+        rec.values = np.concatenate([rec.values, extra[i]])
+        rec.categories = (*rec.categories, classifier.labels[int(np.argmax(probs[i]))])
+        rec.image = None
+    return records
+
+
+def model_features(probs: npt.NDArray[np.float64], bbsd: bool) -> npt.NDArray[np.float64]:
+    """(n, 3 [+ k]) per-image model features: ``MODEL_FEATURES`` then, with ``bbsd``, the
+    probability of each class."""
+    k = probs.shape[1]
+    top = np.sort(probs, axis=1)[:, ::-1]
+    second = top[:, 1] if k > 1 else np.zeros(len(probs))
+    p = np.clip(probs, 1e-12, 1.0)
+    entropy = -(probs * np.log(p)).sum(axis=1) / (math.log(k) if k > 1 else 1.0)
+    columns = [top[:, 0], entropy, top[:, 0] - second]
+    out = np.stack(columns, axis=1)
+    return np.concatenate([out, probs], axis=1) if bbsd else out
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class _Builder:
+    """Folds records into a ``Profile`` in batches; tracks duplicates by content digest."""
+
+    def __init__(self, profile: Profile, data_dir: Path, options: AnalyzerOptions) -> None:
+        self.profile = profile
+        self.data_dir = data_dir
+        self.options = options
+        self.seen: set[bytes] = set()
+        self.keys: list[int] = []
+        self.rows: list[npt.NDArray[np.float64]] = []
+        self.paths: list[str] = []
+        self.first_error = ""
+
+    def name(self, path: str) -> str:
+        try:
+            return str(Path(path).relative_to(self.data_dir))
+        except ValueError:
+            return path
+
+    def add(self, rec: ImageRecord) -> None:
+        profile, limit = self.profile, self.options.examples_per_issue
+        name = self.name(rec.path)
+        if rec.issue is not None:
+            profile.issues[rec.issue].add(name, limit)
+            self.first_error = self.first_error or f"{name} ({rec.detail})"
+        if rec.digest is not None:
+            if rec.digest in self.seen:
+                profile.issues["duplicates"].add(name, limit)
+            self.seen.add(rec.digest)
+        if rec.issue is not None or rec.values is None or rec.histogram is None:
+            return
+        assert rec.digest is not None
+        # The sample key is a hash of the content hash: the same image always gets the same
+        # key, so the bottom-k sample is reproducible and shards merge exactly.
+        key = hashlib.blake2b(rec.digest, digest_size=8, person=b"driftd-k").digest()
+        self.keys.append(int.from_bytes(key, "little"))
+        self.rows.append(rec.values)
+        self.paths.append(str(Path(rec.path).absolute()))
+        names = (*CATEGORIES, "predicted_class")
+        for cat, value in zip(names, rec.categories, strict=False):
+            profile.categories.setdefault(cat, Categories()).add(value, name)
+        profile.histograms += rec.histogram.reshape(3, 256)
+        if len(self.keys) >= _FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.keys:
+            self.profile.add_batch(np.asarray(self.keys, dtype=np.uint64), np.stack(self.rows),
+                                   self.paths, self.options.atypical_per_feature)
+        self.keys, self.rows, self.paths = [], [], []
+
+
+def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
+                   model_path: str | Path | None = None,
+                   model_options: Mapping[str, Any] | None = None) -> Profile:
+    """Profile every image under ``data_dir``.
+
+    Raises ``DatasetError`` (missing folder), ``EmptyDatasetError`` (no image files, or none
+    readable) and ``ModelError`` (the model cannot be loaded). Bad files are counted in the
+    profile's data-quality issues, never raised.
+    """
+    options = options or AnalyzerOptions()
+    folder = Path(data_dir)
+    files, rejected = list_image_files(folder, options.follow_symlinks_outside)
+    if not files and not rejected:
+        raise EmptyDatasetError(
+            f"data folder {str(folder)!r} holds no image files (looked for "
+            f"{', '.join(sorted(IMAGE_SUFFIXES))}); check the path and the export job"
+        )
+    features = list(FEATURES)
+    model_info: ModelInfo | None = None
+    classifier: Classifier | None = None
+    model_kwargs = dict(model_options or {})
+    bbsd = False
+    if model_path is not None:
+        classifier = _load_classifier(str(model_path), model_kwargs)
+        bbsd = classifier.num_classes <= options.bbsd_max_classes
+        model_info = ModelInfo(Path(model_path).name, list(classifier.labels))
+        features += list(MODEL_FEATURES)
+        if bbsd:
+            features += [f"softmax.{label}" for label in classifier.labels]
+    profile = Profile(features=features, reservoir_size=options.reservoir_size,
+                      data_dir=str(folder.absolute()), total_files=len(files) + len(rejected),
+                      model=model_info)
+    builder = _Builder(profile, folder, options)
+    for path, reason in rejected:
+        builder.add(ImageRecord(str(path), "unreadable", reason))
+    config = _WorkerConfig(options.max_side, options.max_image_pixels,
+                           None if model_path is None else str(model_path), model_kwargs, bbsd)
+    paths = [str(p) for p in files]
+    chunk = options.chunk_size
+    workers = min(options.worker_count, math.ceil(len(paths) / chunk))
+    with Progress(len(paths), options.progress, options.progress_callback, folder.name) as bar:
+        if workers <= 1:
+            for part in _chunks(paths, chunk):
+                for rec in process_files(part, config, classifier):
+                    builder.add(rec)
+                bar.advance(len(part))
+        else:
+            # forkserver: workers do not inherit the caller's threads (the daemon's scheduler)
+            ctx = multiprocessing.get_context("forkserver")
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
+                for records in pool.imap(_process_chunk, _chunks(paths, chunk)):
+                    for rec in records:
+                        builder.add(rec)
+                    bar.advance(len(records))
+    builder.flush()
+    if profile.image_count == 0:
+        counts = ", ".join(f"{i.count} {k}" for k, i in profile.issues.items() if i.count)
+        raise EmptyDatasetError(
+            f"none of the {profile.total_files} image files in {str(folder)!r} could be read "
+            f"({counts}); first: {builder.first_error}"
+        )
+    return profile
+
+
+class DatasetAnalyzer:
+    """The seed's façade: ``analyze()`` → baseline dict, ``detect_drift(baseline)`` → report.
+
+    ``options`` are ``AnalyzerOptions`` fields and ``analyzer.model.ModelOptions`` fields
+    (unknown names raise ``AnalyzerError`` listing the allowed ones). ``now`` is the report's
+    timestamp; when omitted, and only here, it falls back to ``datetime.now(timezone.utc)`` at
+    ``detect_drift`` time (``analyzer.compare`` itself never reads the clock). ``report_id``
+    defaults to the folder's name.
+    """
+
+    def __init__(self, data_dir: str | Path, model_path: str | Path | None = None, *,
+                 now: datetime | None = None, report_id: str | None = None,
+                 **options: Any) -> None:
+        self.data_dir = Path(data_dir)
+        self.model_path = model_path
+        self.now = now
+        self.report_id = report_id
+        self.options, self.model_options = split_options(options)
+        self._profile: Profile | None = None
+
+    def profile(self) -> Profile:
+        """The folder's ``Profile`` (computed once, then reused)."""
+        if self._profile is None:
+            self._profile = profile_folder(self.data_dir, self.options, self.model_path,
+                                           self.model_options)
+        return self._profile
+
+    def analyze(self) -> dict[str, Any]:
+        """The baseline: ``profile().to_dict()`` (JSON-serialisable)."""
+        return self.profile().to_dict()
+
+    def detect_drift(self, baseline: Mapping[str, Any] | Profile) -> dict[str, Any]:
+        """Compare this folder with ``baseline`` (a dict from ``analyze()`` or a ``Profile``).
+
+        Returns the drift report dict (docs/ARCHITECTURE.md "Drift report dict"). Raises
+        ``BaselineError`` for a malformed baseline and the errors of ``profile()``.
+        """
+        from analyzer.report import compare
+
+        base = baseline if isinstance(baseline, Profile) else Profile.from_dict(baseline)
+        now = self.now or datetime.now(timezone.utc)
+        report: DriftReport = compare(base, self.profile(), self.options, now,
+                                      self.report_id or self.data_dir.name)
+        return report.to_dict()

@@ -1,0 +1,169 @@
+"""Every threshold and knob of the analyzer, with its documented default.
+
+``AnalyzerOptions`` is what ``profile()`` / ``compare()`` take. ``split_options`` turns the
+``**options`` of ``DatasetAnalyzer`` into an ``AnalyzerOptions`` and the keyword arguments of
+``analyzer.model.ModelOptions`` (whose field names are distinct), and rejects unknown names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from analyzer.errors import AnalyzerError
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``callback(done, total)`` after each chunk of files is folded in."""
+
+#: ``ModelOptions`` field names (analyzer/model.py); kept here so the split needs no model import.
+MODEL_OPTION_NAMES = frozenset(
+    {
+        "labels_path",
+        "input_resize",
+        "input_scale",
+        "input_mean",
+        "input_std",
+        "input_color",
+        "batch_size",
+        "num_threads",
+    }
+)
+
+#: Options that are per-call context, not thresholds (``DatasetAnalyzer`` takes them).
+CALL_OPTION_NAMES = frozenset({"now", "report_id"})
+
+
+@dataclass(frozen=True)
+class AnalyzerOptions:
+    """Thresholds and knobs; every field has a default justified in its comment.
+
+    Statistics
+    ----------
+    alpha: family-wise error rate of the whole report: all tests (image features and model
+        outputs) form one family corrected with ``correction``. 0.05 = on a night without
+        drift, at most 5% chance that any test fires.
+    correction: multiple-testing correction, ``"holm"`` (uniformly more powerful than
+        Bonferroni, same guarantee) or ``"bonferroni"``.
+    min_samples: a test runs only when both sides have at least this many values; below it
+        the test is reported with ``p_value`` 1.0 and severity ``none`` (too few to tell).
+    wasserstein_low/medium/high: severity cut-offs for continuous features on the
+        normalised Wasserstein distance W1(base, cur) / baseline std (shift in baseline
+        standard deviations). 0.1 / 0.25 / 0.5 std, once the test is significant.
+    psi_low/medium/high: severity cut-offs for categorical features on the population
+        stability index; 0.1 / 0.25 / 0.5 (0.1 and 0.25 are the customary PSI bands).
+    reservoir_size: values per feature kept in the profile's mergeable bottom-k sample
+        (the KS tests run on it); bounds the baseline file size whatever the image count.
+    bbsd_max_classes: with a model of at most this many classes, each class's softmax
+        output is a feature with its own KS test (black-box shift detection, Lipton et al.
+        2018); above it only the confidence summaries are kept, to bound the profile size.
+    histogram_bins: bins per channel of the pixel histograms shown in the report (the
+        profile keeps 256; they are summed down to this many).
+
+    Data quality
+    ------------
+    quality_low/medium/high: severity of the data-quality section from the share of
+        candidate files that are bad (unreadable + truncated + zero-byte): 1% / 5% / 20%.
+    examples_per_issue: file names listed per data-quality issue.
+    atypical_per_feature: most extreme current images kept per feature for the report.
+
+    Decoding and work
+    -----------------
+    workers: worker processes for decoding and features; ``None`` = ``os.cpu_count()``.
+        1 runs everything in the calling process.
+    chunk_size: files per task sent to a worker (amortises inter-process overhead).
+    max_side: features are computed on the image reduced by the smallest power of two
+        (1, 2, 4, 8) that brings its longest side to at most this (JPEG: DCT-domain reduction
+        while decoding). Width, height and file size are always the file's true values.
+    max_image_pixels: larger images are not decoded and counted as unreadable
+        (decompression-bomb guard; Pillow's own default).
+    follow_symlinks_outside: analyse symlinked files whose target is outside the folder.
+    progress: ``"auto"`` (tqdm bar on a TTY, ``analysis.progress`` log events otherwise),
+        ``"bar"``, ``"log"`` or ``"off"``.
+    progress_callback: optional ``callback(done, total)`` (e.g. the daemon's watchdog).
+    """
+
+    alpha: float = 0.05
+    correction: str = "holm"
+    min_samples: int = 20
+    wasserstein_low: float = 0.1
+    wasserstein_medium: float = 0.25
+    wasserstein_high: float = 0.5
+    psi_low: float = 0.1
+    psi_medium: float = 0.25
+    psi_high: float = 0.5
+    reservoir_size: int = 4096
+    histogram_bins: int = 32
+    bbsd_max_classes: int = 32
+    quality_low: float = 0.01
+    quality_medium: float = 0.05
+    quality_high: float = 0.2
+    examples_per_issue: int = 5
+    atypical_per_feature: int = 5
+    workers: int | None = None
+    chunk_size: int = 32
+    max_side: int = 512
+    max_image_pixels: int = 89_478_485
+    follow_symlinks_outside: bool = False
+    progress: str = "auto"
+    progress_callback: ProgressCallback | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha < 1.0:
+            raise AnalyzerError(f"option alpha={self.alpha!r} must be in (0, 1), e.g. 0.05")
+        if self.correction not in ("holm", "bonferroni"):
+            raise AnalyzerError(
+                f"option correction={self.correction!r} is unknown; use 'holm' or 'bonferroni'"
+            )
+        for kind in ("wasserstein", "psi", "quality"):
+            low, med, high = (getattr(self, f"{kind}_{lvl}") for lvl in ("low", "medium", "high"))
+            if not 0 <= low <= med <= high:
+                raise AnalyzerError(
+                    f"options {kind}_low/medium/high = {low}/{med}/{high} must be ascending "
+                    "and non-negative"
+                )
+        for name in ("min_samples", "reservoir_size", "histogram_bins", "chunk_size", "max_side"):
+            if getattr(self, name) < 1:
+                raise AnalyzerError(f"option {name}={getattr(self, name)!r} must be >= 1")
+        if 256 % self.histogram_bins:
+            raise AnalyzerError(
+                f"option histogram_bins={self.histogram_bins} must divide 256 (e.g. 16, 32, 64)"
+            )
+        if self.workers is not None and self.workers < 1:
+            raise AnalyzerError(f"option workers={self.workers!r} must be >= 1 or None")
+        if self.progress not in ("auto", "bar", "log", "off"):
+            raise AnalyzerError(
+                f"option progress={self.progress!r} is unknown; use auto, bar, log or off"
+            )
+
+    @property
+    def worker_count(self) -> int:
+        """``workers`` resolved: ``os.cpu_count()`` when unset."""
+        return self.workers or os.cpu_count() or 1
+
+    def settings(self) -> dict[str, Any]:
+        """The thresholds as a JSON-serialisable dict (the report's ``settings``)."""
+        skip = {"progress_callback", "progress", "workers", "chunk_size"}
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip
+        }
+
+
+ANALYZER_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(AnalyzerOptions))
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[AnalyzerOptions, dict[str, Any]]:
+    """Split ``DatasetAnalyzer``'s ``**options`` into analyzer options and model options.
+
+    Returns ``(AnalyzerOptions(...), {ModelOptions field: value})``.
+    Raises ``AnalyzerError`` naming every unknown option and listing the allowed names.
+    """
+    unknown = sorted(set(options) - ANALYZER_OPTION_NAMES - MODEL_OPTION_NAMES)
+    if unknown:
+        allowed = ", ".join(sorted(ANALYZER_OPTION_NAMES | MODEL_OPTION_NAMES | CALL_OPTION_NAMES))
+        raise AnalyzerError(f"unknown option(s) {', '.join(unknown)}; allowed: {allowed}")
+    analyzer_kwargs = {k: v for k, v in options.items() if k in ANALYZER_OPTION_NAMES}
+    model_kwargs = {k: v for k, v in options.items() if k in MODEL_OPTION_NAMES}
+    return AnalyzerOptions(**analyzer_kwargs), model_kwargs

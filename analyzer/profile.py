@@ -1,0 +1,344 @@
+"""The mergeable, versioned, bounded-size summary of a folder of images.
+
+A ``Profile`` is what ``DatasetAnalyzer.analyze()`` returns (as ``to_dict()``) and what a
+baseline file stores. Its size does not grow with the number of images:
+
+* per continuous feature, exact running moments (count, mean, M2, min, max; Chan et al.'s
+  parallel update) and the values of a shared **bottom-k sample**: every image gets a key
+  from its content hash and the profile keeps the ``reservoir_size`` images with the smallest
+  keys. The bottom-k of A ∪ B is the bottom-k of (bottom-k(A) ∪ bottom-k(B)), so
+  ``merge`` gives exactly the profile of both shards (duplicates across shards aside);
+* per categorical feature (format, mode, size, predicted class), counts and the first few
+  file names of each category (at most ``MAX_CATEGORIES`` categories, then ``__other__``);
+* 256-bin pixel histograms per R, G, B channel (integer counts);
+* data-quality counts with the first few file names per issue;
+* per feature the few lowest and highest images (path + value), for the report's thumbnails.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from analyzer.errors import BaselineError
+from analyzer.images import ISSUES
+
+PROFILE_VERSION = 1
+PROFILE_KIND = "driftd.profile"
+MAX_CATEGORIES = 256
+OTHER = "__other__"
+_EXAMPLES = 5
+
+
+def _as_float32(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Sample values are kept at float32 precision, so they survive JSON exactly."""
+    return values.astype(np.float32).astype(np.float64)
+
+
+def _json_floats(values: npt.NDArray[np.float64]) -> list[float]:
+    """Shortest decimal text that reads back to the same float32 (keeps the JSON small)."""
+    return [float(s) for s in values.astype(np.float32).astype(str)]
+
+
+@dataclass
+class Moments:
+    """Exact count/mean/M2/min/max of one feature; ``merge`` is Chan's parallel update."""
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    min: float = math.inf
+    max: float = -math.inf
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation (0.0 for fewer than two values)."""
+        return math.sqrt(self.m2 / self.count) if self.count > 1 else 0.0
+
+    def merge(self, other: Moments) -> None:
+        """Fold ``other`` into ``self``."""
+        if other.count == 0:
+            return
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        self.m2 += other.m2 + delta * delta * self.count * other.count / n
+        self.mean += delta * other.count / n
+        self.count = n
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+
+    @classmethod
+    def of(cls, values: npt.NDArray[np.float64]) -> Moments:
+        """Moments of an array of values."""
+        if values.size == 0:
+            return cls()
+        mean = float(values.mean())
+        return cls(int(values.size), mean, float(((values - mean) ** 2).sum()),
+                   float(values.min()), float(values.max()))
+
+    def to_dict(self) -> dict[str, Any]:
+        finite = self.count > 0
+        return {"count": self.count, "mean": self.mean, "m2": self.m2,
+                "min": self.min if finite else None, "max": self.max if finite else None}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Moments:
+        return cls(int(d["count"]), float(d["mean"]), float(d["m2"]),
+                   math.inf if d["min"] is None else float(d["min"]),
+                   -math.inf if d["max"] is None else float(d["max"]))
+
+
+@dataclass
+class Issue:
+    """How many files had one data-quality problem, and the first few of them."""
+
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, name: str, limit: int = _EXAMPLES) -> None:
+        self.count += 1
+        if len(self.examples) < limit:
+            self.examples.append(name)
+
+    def merge(self, other: Issue, limit: int = _EXAMPLES) -> None:
+        self.count += other.count
+        self.examples = (self.examples + other.examples)[:limit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "examples": list(self.examples)}
+
+
+@dataclass
+class Extremes:
+    """The ``k`` lowest and highest values of one feature with the file they came from."""
+
+    k: int
+    low: list[tuple[float, str]] = field(default_factory=list)
+    high: list[tuple[float, str]] = field(default_factory=list)
+
+    def add(self, values: npt.NDArray[np.float64], paths: Sequence[str]) -> None:
+        """Fold a batch in, keeping only the ``k`` most extreme on each side."""
+        if values.size == 0:
+            return
+        order = np.argsort(values, kind="stable")
+        low = [(float(values[i]), paths[i]) for i in order[: self.k]]
+        high = [(float(values[i]), paths[i]) for i in order[::-1][: self.k]]
+        self.low = sorted(self.low + low)[: self.k]
+        self.high = sorted(self.high + high, reverse=True)[: self.k]
+
+    def merge(self, other: Extremes) -> None:
+        self.low = sorted(self.low + other.low)[: self.k]
+        self.high = sorted(self.high + other.high, reverse=True)[: self.k]
+
+
+@dataclass
+class Categories:
+    """Counts per category value and the first few file names of each."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, value: str, name: str) -> None:
+        if value not in self.counts and len(self.counts) >= MAX_CATEGORIES:
+            value = OTHER
+        self.counts[value] = self.counts.get(value, 0) + 1
+        names = self.examples.setdefault(value, [])
+        if len(names) < _EXAMPLES:
+            names.append(name)
+
+    def merge(self, other: Categories) -> None:
+        for value, count in other.counts.items():
+            key = value if value in self.counts or len(self.counts) < MAX_CATEGORIES else OTHER
+            self.counts[key] = self.counts.get(key, 0) + count
+            self.examples[key] = (self.examples.get(key, []) + other.examples.get(value, []))[
+                :_EXAMPLES
+            ]
+
+
+@dataclass
+class ModelInfo:
+    """Which model produced the profile's model features."""
+
+    name: str
+    labels: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Profile:
+    """Bounded summary of a folder (see module doc). Build it with ``ProfileBuilder``."""
+
+    features: list[str]
+    reservoir_size: int = 4096
+    data_dir: str = ""
+    total_files: int = 0
+    moments: dict[str, Moments] = field(default_factory=dict)
+    sample_keys: npt.NDArray[np.uint64] = field(
+        default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    sample_values: npt.NDArray[np.float64] = field(
+        default_factory=lambda: np.zeros((0, 0)))
+    categories: dict[str, Categories] = field(default_factory=dict)
+    histograms: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros((3, 256), dtype=np.int64))
+    issues: dict[str, Issue] = field(default_factory=lambda: {k: Issue() for k in ISSUES})
+    extremes: dict[str, Extremes] = field(default_factory=dict)
+    model: ModelInfo | None = None
+
+    def __post_init__(self) -> None:
+        if self.sample_values.shape[1:] != (len(self.features),):
+            self.sample_values = np.zeros((0, len(self.features)))
+        for name in self.features:
+            self.moments.setdefault(name, Moments())
+
+    @property
+    def image_count(self) -> int:
+        """Images whose features were computed (bad files excluded)."""
+        first = self.features[0] if self.features else None
+        return self.moments[first].count if first else 0
+
+    def sample(self, feature: str) -> npt.NDArray[np.float64]:
+        """The bottom-k sample of ``feature`` (at most ``reservoir_size`` values)."""
+        return self.sample_values[:, self.features.index(feature)]
+
+    def add_batch(self, keys: npt.NDArray[np.uint64], values: npt.NDArray[np.float64],
+                  paths: Sequence[str], atypical_k: int) -> None:
+        """Fold in a batch of images: ``values`` is (n, len(features)) in ``features`` order."""
+        if len(keys) == 0:
+            return
+        for j, name in enumerate(self.features):
+            self.moments[name].merge(Moments.of(values[:, j]))
+            self.extremes.setdefault(name, Extremes(atypical_k)).add(values[:, j], paths)
+        self._keep_bottom_k(np.concatenate([self.sample_keys, keys]),
+                            np.concatenate([self.sample_values, _as_float32(values)]))
+
+    def _keep_bottom_k(self, keys: npt.NDArray[np.uint64],
+                       values: npt.NDArray[np.float64]) -> None:
+        if keys.size > self.reservoir_size:
+            order = np.argsort(keys, kind="stable")[: self.reservoir_size]
+        else:
+            order = np.argsort(keys, kind="stable")
+        self.sample_keys = keys[order]
+        self.sample_values = values[order]
+
+    def merge(self, other: Profile) -> Profile:
+        """Fold ``other`` (another shard with the same features) into ``self``; returns self.
+
+        Raises ``BaselineError`` when the two profiles have different features or models.
+        """
+        if other.features != self.features:
+            raise BaselineError(
+                "cannot merge profiles with different features "
+                f"({len(self.features)} vs {len(other.features)}); profile both shards with "
+                "the same model and analyzer version"
+            )
+        self.total_files += other.total_files
+        for name in self.features:
+            self.moments[name].merge(other.moments[name])
+            if name in other.extremes:
+                self.extremes.setdefault(name, Extremes(other.extremes[name].k)).merge(
+                    other.extremes[name])
+        self.reservoir_size = min(self.reservoir_size, other.reservoir_size)
+        self._keep_bottom_k(np.concatenate([self.sample_keys, other.sample_keys]),
+                            np.concatenate([self.sample_values, other.sample_values]))
+        for name, cats in other.categories.items():
+            self.categories.setdefault(name, Categories()).merge(cats)
+        self.histograms = self.histograms + other.histograms
+        for kind, issue in other.issues.items():
+            self.issues.setdefault(kind, Issue()).merge(issue)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form; ``["dataset_info"]["image_count"]`` is the seed's key."""
+        return {
+            "kind": PROFILE_KIND,
+            "version": PROFILE_VERSION,
+            "dataset_info": {
+                "image_count": self.image_count,
+                "total_files": self.total_files,
+                "data_dir": self.data_dir,
+                "formats": dict(self.categories.get("format", Categories()).counts),
+                "modes": dict(self.categories.get("mode", Categories()).counts),
+            },
+            "model": None if self.model is None else {
+                "name": self.model.name, "labels": list(self.model.labels)},
+            "reservoir_size": self.reservoir_size,
+            "features": {
+                name: {"moments": self.moments[name].to_dict(),
+                       "sample": _json_floats(self.sample_values[:, j])}
+                for j, name in enumerate(self.features)
+            },
+            "sample_keys": [int(k) for k in self.sample_keys],
+            "categories": {
+                name: {"counts": dict(c.counts), "examples": {k: list(v) for k, v in
+                                                              c.examples.items()}}
+                for name, c in self.categories.items()
+            },
+            "pixel_histograms": {ch: self.histograms[i].tolist() for i, ch in enumerate("rgb")},
+            "data_quality": {kind: issue.to_dict() for kind, issue in self.issues.items()},
+            "atypical": {
+                name: {"low": [[v, p] for v, p in e.low], "high": [[v, p] for v, p in e.high]}
+                for name, e in self.extremes.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Profile:
+        """Rebuild a profile from ``to_dict()`` output.
+
+        Raises ``BaselineError`` when ``d`` is not a profile or has an unknown version.
+        """
+        if not isinstance(d, Mapping) or d.get("kind") != PROFILE_KIND:
+            raise BaselineError(
+                "baseline is not a driftd profile (no kind='driftd.profile'); regenerate it "
+                "with DatasetAnalyzer(...).analyze()"
+            )
+        if d.get("version") != PROFILE_VERSION:
+            raise BaselineError(
+                f"baseline profile version {d.get('version')!r} is not supported (this analyzer "
+                f"reads version {PROFILE_VERSION}); regenerate the baseline"
+            )
+        try:
+            names = list(d["features"])
+            columns = [_as_float32(np.asarray(d["features"][n]["sample"], dtype=np.float64))
+                       for n in names]
+            values = np.stack(columns, axis=1) if columns else np.zeros((0, 0))
+            model = d.get("model")
+            profile = cls(
+                features=names,
+                reservoir_size=int(d["reservoir_size"]),
+                data_dir=str(d["dataset_info"].get("data_dir", "")),
+                total_files=int(d["dataset_info"].get("total_files", 0)),
+                moments={n: Moments.from_dict(d["features"][n]["moments"]) for n in names},
+                sample_keys=np.asarray(d["sample_keys"], dtype=np.uint64),
+                sample_values=values,
+                categories={
+                    n: Categories(dict(c["counts"]), {k: list(v) for k, v in
+                                                      c["examples"].items()})
+                    for n, c in d["categories"].items()
+                },
+                histograms=np.asarray([d["pixel_histograms"][ch] for ch in "rgb"],
+                                      dtype=np.int64),
+                issues={k: Issue(int(v["count"]), list(v["examples"]))
+                        for k, v in d["data_quality"].items()},
+                model=None if model is None else ModelInfo(str(model["name"]),
+                                                           list(model["labels"])),
+            )
+            for name, e in d.get("atypical", {}).items():
+                profile.extremes[name] = Extremes(
+                    max(len(e["low"]), 1),
+                    [(float(v), str(p)) for v, p in e["low"]],
+                    [(float(v), str(p)) for v, p in e["high"]],
+                )
+        except (KeyError, TypeError, ValueError) as err:
+            raise BaselineError(
+                f"baseline profile is malformed ({type(err).__name__}: {err}); regenerate it"
+            ) from err
+        return profile
