@@ -50,7 +50,7 @@ class SlackSettings(_Section):
     webhook_url: SecretStr
     min_severity: Severity = Severity.LOW
     enabled: bool = True
-    timeout_s: float = Field(10.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
 
     @field_validator("webhook_url")
     @classmethod
@@ -69,7 +69,7 @@ class EmailSettings(_Section):
     """``[alerts.email]``: SMTP with STARTTLS (default) or implicit TLS (``ssl = true``)."""
 
     host: str
-    port: int = Field(587, ge=1, le=65535)
+    port: int = Field(default=587, ge=1, le=65535)
     starttls: bool = True
     ssl: bool = False
     ca_file: str | None = None
@@ -79,7 +79,7 @@ class EmailSettings(_Section):
     recipients: list[str] = Field(min_length=1)
     min_severity: Severity = Severity.MEDIUM
     enabled: bool = True
-    timeout_s: float = Field(20.0, gt=0)
+    timeout_s: float = Field(default=20.0, gt=0)
 
     @model_validator(mode="after")
     def _one_tls_mode(self) -> EmailSettings:
@@ -114,7 +114,7 @@ class PagerDutySettings(_Section):
     events_url: str = DEFAULT_EVENTS_URL
     min_severity: Severity = Severity.HIGH
     enabled: bool = True
-    timeout_s: float = Field(10.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
 
     def to_config(self) -> PagerDutyConfig:
         return PagerDutyConfig(
@@ -197,17 +197,17 @@ class AlertsSettings(_Section):
     in [0.5, 1]) up to ``max_attempts`` tries, then recorded as dead.
     """
 
-    monitor: str = Field("driftd", min_length=1, max_length=200)
+    monitor: str = Field(default="driftd", min_length=1, max_length=200)
     slack: SlackSettings | None = None
     email: EmailSettings | None = None
     pagerduty: PagerDutySettings | None = None
     console: bool = True
     silences: list[Silence] = []
     report_base_url: str | None = None
-    max_attempts: int = Field(8, ge=1)
-    backoff_base_s: float = Field(30.0, gt=0)
-    backoff_cap_s: float = Field(3600.0, gt=0)
-    send_timeout_s: float = Field(60.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_base_s: float = Field(default=30.0, gt=0)
+    backoff_cap_s: float = Field(default=3600.0, gt=0)
+    send_timeout_s: float = Field(default=60.0, gt=0)
 
 
 class RetrainSettings(_Section):

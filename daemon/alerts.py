@@ -32,7 +32,7 @@ from sinks.messages import AlertKind, AlertMessage
 from sinks.outbox import Outbox, OutboxAlert
 from sinks.pagerduty import PagerDutyTransport
 from sinks.retrain import RetrainTransport
-from sinks.slack import SlackTransport
+from sinks.slack import SlackTransport, webhook_secrets
 
 
 class Transport(Protocol):
@@ -102,7 +102,7 @@ def secret_values(alerts: AlertsSettings, retrain: RetrainSettings | None = None
     """Every configured secret, for redacting error text before it is stored or logged."""
     secrets = []
     if alerts.slack is not None:
-        secrets.append(alerts.slack.webhook_url.get_secret_value())
+        secrets += webhook_secrets(alerts.slack.webhook_url.get_secret_value())
     if alerts.email is not None and alerts.email.password is not None:
         secrets.append(alerts.email.password.get_secret_value())
     if alerts.pagerduty is not None:

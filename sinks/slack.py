@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from slack_sdk.webhook import WebhookClient
 
@@ -71,7 +72,17 @@ class SlackTransport:
                 f"slack: webhook answered 200 with {response.body[:200]!r} instead of 'ok'",
                 permanent=True,
             )
-        raise error_for_status(response.status_code, headers, response.body, channel="slack")
+        body = response.body
+        for secret in webhook_secrets(self._config.webhook_url):
+            body = body.replace(secret, "<webhook>")
+        raise error_for_status(response.status_code, headers, body, channel="slack")
+
+
+def webhook_secrets(url: str) -> list[str]:
+    """The parts of a webhook URL to redact: the URL, its path and each token-like segment."""
+    path = urlsplit(url).path
+    segments = [p for p in path.split("/") if len(p) >= 8 and p != "services"]
+    return sorted({url, path, *segments} - {"", "/"}, key=len, reverse=True)
 
 
 def _first(value: Any) -> str:

@@ -59,8 +59,10 @@ class TestEmailTransport:
         (mail,) = smtp_server.received
         assert mail.rcpt_tos == ["ml-team@example.com"]
         assert mail.message["Subject"].startswith("Model Drift Alert - HIGH")
-        html = mail.message.get_body(("html",)).get_content()
-        text = mail.message.get_body(("plain",)).get_content()
+        html_part = mail.message.get_body(("html",))
+        text_part = mail.message.get_body(("plain",))
+        assert html_part is not None and text_part is not None
+        html, text = html_part.get_content(), text_part.get_content()
         assert "<td>Pixel Mean Shift</td><td>0.0832</td>" in html
         assert "monitor_report_20261126.html" in html
         assert "Images Analyzed: 480" in text
