@@ -76,7 +76,12 @@ class ModelOptions:
     num_threads: int = 1
 
     def __post_init__(self) -> None:
-        """Reject unknown modes and non-positive sizes, naming the option and the fix."""
+        """Reject unknown modes and non-positive sizes, naming the option and the fix.
+
+        `input_mean` / `input_std` given as lists (as TOML config gives them) become tuples.
+        """
+        for name in ("input_mean", "input_std"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         for name, value, allowed in (
             ("input_resize", self.input_resize, RESIZE_MODES),
             ("input_scale", self.input_scale, SCALE_MODES),
@@ -355,6 +360,12 @@ def _check_signature(path: Path, interpreter: Any, options: ModelOptions) -> Non
             f"model file {path} has input shape {shape}; the analyzer needs a 4-D NHWC image "
             "input (batch, height, width, channels)"
         )
+    signature = [int(d) for d in inp.get("shape_signature", inp["shape"])]
+    if -1 in signature[1:3]:
+        raise ModelError(
+            f"model file {path} has a dynamic input size (signature {signature}); export it "
+            "with a fixed height and width so images can be resized to it"
+        )
     if shape[3] not in (1, 3):
         raise ModelError(
             f"model file {path} has {shape[3]} input channels (shape {shape}); the analyzer "
@@ -370,6 +381,12 @@ def _check_signature(path: Path, interpreter: Any, options: ModelOptions) -> Non
         raise ModelError(
             f"model file {path} has output dtype {out_dtype} and shape {list(out['shape'])}; "
             "the analyzer reads a float32/uint8/int8 (batch, classes) tensor"
+        )
+    classes = int(np.prod(out["shape"][1:]))
+    if classes < 2:
+        raise ModelError(
+            f"model file {path} has {classes} output value(s) per image; the analyzer needs a "
+            "classifier with one output per class (at least 2; export a 2-class softmax head)"
         )
     if options.input_color == "rgb" and shape[3] != 3:
         raise ModelError(

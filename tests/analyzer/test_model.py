@@ -238,10 +238,12 @@ class TestLoadErrors:
             ("input_2d.tflite", "4-D NHWC"),
             ("input_4ch.tflite", "4 input channels"),
             ("two_inputs.tflite", "2 inputs"),
+            ("dynamic_hw.tflite", "dynamic input size"),
+            ("single_output.tflite", "1 output value"),
         ],
     )
     def test_input_the_analyzer_cannot_feed(self, name: str, message: str) -> None:
-        """Non-image inputs (2-D, 4 channels, several inputs) are refused by name."""
+        """Inputs or outputs the analyzer cannot use are refused, naming the file and why."""
         with pytest.raises(ModelError, match=message) as err:
             Classifier.load(DATA / name)
         assert name in str(err.value)

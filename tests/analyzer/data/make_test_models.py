@@ -10,6 +10,8 @@ are committed so the tests run without TensorFlow.
 - `input_2d.tflite`: a (batch, 4) input, not an image.
 - `input_4ch.tflite`: an 8×8×4 NHWC input (four channels).
 - `two_inputs.tflite`: two image inputs.
+- `dynamic_hw.tflite`: an image input of any height and width (None × None × 3).
+- `single_output.tflite`: one output value per image (a sigmoid-style head).
 """
 
 from __future__ import annotations
@@ -71,6 +73,15 @@ def main() -> None:
     merged = tf.keras.layers.Flatten()(tf.keras.layers.Add()([a, b]))
     two = tf.keras.Model([a, b], tf.keras.layers.Dense(3)(merged))
     (HERE / "two_inputs.tflite").write_bytes(to_tflite(two))
+
+    anysize = tf.keras.Input((None, None, 3))
+    pooled = tf.keras.layers.GlobalAveragePooling2D()(anysize)
+    dynamic = tf.keras.Model(anysize, tf.keras.layers.Dense(3)(pooled))
+    (HERE / "dynamic_hw.tflite").write_bytes(to_tflite(dynamic))
+
+    rgb = tf.keras.Input((8, 8, 3))
+    single = tf.keras.Model(rgb, tf.keras.layers.Dense(1)(tf.keras.layers.Flatten()(rgb)))
+    (HERE / "single_output.tflite").write_bytes(to_tflite(single))
 
 
 if __name__ == "__main__":
