@@ -509,14 +509,16 @@ def _trend_points(
     points = [p for p in history if isinstance(p, Mapping)]
     report_id = report.get("report_id")
     if report_id is None or all(p.get("report_id") != report_id for p in points):
+        confidence = report.get("confidence_drift") or {}
         points.append({
             "report_id": report_id,
             "date": _folder_date(report),
             "overall_severity": severity.value,
             "pixel_mean_shift": (report.get("pixel_distribution_drift") or {}).get(
                 "overall_mean_shift"),
-            "confidence_shift": (report.get("confidence_drift") or {}).get(
-                "mean_confidence_shift"),
+            # Without a model the section holds 0.0 placeholders; a gap reads truer than 0.
+            "confidence_shift": confidence.get("mean_confidence_shift")
+            if confidence.get("available", True) else None,
             "drift_detected": drifted,
         })
     return points

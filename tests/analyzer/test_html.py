@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from analyzer.html import generate_html_report, render_html_report
@@ -38,6 +39,18 @@ def _histogram(rng: np.random.Generator, centre: float) -> dict[str, list[int]]:
     values = rng.normal(centre, 40, size=(3, 5000)).clip(0, 255)
     return {c: np.histogram(v, bins=32, range=(0, 256))[0].tolist()
             for c, v in zip("rgb", values, strict=True)}
+
+
+def _picture(rng: np.random.Generator, noisy: bool) -> np.ndarray:
+    """A dim 160×120 gradient with a bright block (and sensor noise when ``noisy``)."""
+    x = np.mgrid[0:120, 0:160][1]
+    start, stop = rng.uniform(20, 120, size=(2, 3))
+    img = start + (stop - start) * (x / 160.0)[..., None]
+    top, left = rng.integers(10, 60), rng.integers(10, 90)
+    img[top:top + 50, left:left + 60] = rng.uniform(120, 240, size=3)
+    if noisy:
+        img = img + rng.normal(0, 25, size=img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def _quality(unreadable: list[str]) -> dict[str, Any]:
@@ -77,9 +90,8 @@ def make_report(image_dir: Path | None = None, drift: bool = True) -> dict[str, 
     if image_dir is not None:
         image_dir.mkdir(parents=True, exist_ok=True)
         for i in range(6):
-            pixels = rng.integers(0, 255, size=(120, 160, 3), dtype=np.uint8)
             path = image_dir / f"img_{i:03d}.jpg"
-            Image.fromarray(pixels).save(path, quality=85)
+            Image.fromarray(_picture(rng, noisy=i >= 4)).save(path, quality=85)
             atypical.append({"path": str(path), "file": path.name,
                              "feature": "sharpness" if i < 4 else "noise_level",
                              "value": 40.0 + i, "baseline_median": 800.0})
@@ -157,10 +169,17 @@ def _text(page: str) -> str:
     return " ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", body)).split())
 
 
+@pytest.fixture(scope="module")
+def high_page(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The high-drift night with thumbnails on disk and 13 nights of history, rendered once."""
+    images = tmp_path_factory.mktemp("atypical")
+    return render_html_report(make_report(images), history=make_history())
+
+
 class TestContent:
-    def test_high_drift_page_states_verdict_severity_and_drivers(self, tmp_path: Path) -> None:
+    def test_high_drift_page_states_verdict_severity_and_drivers(self, high_page: str) -> None:
         """A high-drift night opens with the verdict, severity colour and the features behind it."""
-        page = render_html_report(make_report(tmp_path / "imgs"))
+        page = high_page
         text = _text(page)
         assert "Drift detected" in text
         assert "#ff0000" in page
@@ -175,9 +194,9 @@ class TestContent:
         assert "Drift detected" not in text
         assert "Largest changes" not in text
 
-    def test_thumbnails_embed_images_and_name_missing_files(self, tmp_path: Path) -> None:
+    def test_thumbnails_embed_images_and_name_missing_files(self, high_page: str) -> None:
         """Atypical images appear as inline JPEGs; a file deleted since shows by name only."""
-        page = render_html_report(make_report(tmp_path / "imgs"))
+        page = high_page
         assert page.count("data:image/jpeg;base64,") == 6
         assert "gone.jpg" in _text(page)
         assert "corrupt_001.jpg" in _text(page) and "empty.jpg" in _text(page)
@@ -202,9 +221,9 @@ class TestContent:
                    "pixel_distribution_drift": {"severity": "none", "overall_mean_shift": 0.0}}
         assert "No drift" in _text(render_html_report(minimal))
 
-    def test_trend_strip_shows_previous_nights_and_tonight(self) -> None:
+    def test_trend_strip_shows_previous_nights_and_tonight(self, high_page: str) -> None:
         """With history the page shows one coloured cell per night, tonight's included."""
-        page = render_html_report(make_report(), history=make_history())
+        page = high_page
         assert "Previous nights" in page
         cells = re.findall(r'<span class="sev-(\w+)( current)?" title="([\d-]+)', page)
         assert len(cells) == 14
@@ -228,9 +247,9 @@ class TestSafety:
         assert "&lt;script&gt;alert(1)&lt;/script&gt;.jpg" in page
         assert evil in _text(page)
 
-    def test_page_forbids_fetches_and_scripts(self) -> None:
+    def test_page_forbids_fetches_and_scripts(self, high_page: str) -> None:
         """The page carries a CSP that blocks any network fetch or script, and links nothing."""
-        page = render_html_report(make_report(), history=make_history())
+        page = high_page
         assert "default-src 'none'" in page
         assert not re.search(r'(src|href)="(?!data:|#)', page)
 
