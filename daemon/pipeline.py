@@ -202,20 +202,33 @@ class Pipeline:
         return report
 
     def history(self, store: Any | None, partition: Partition) -> list[dict[str, Any]]:
-        """Trend points for the HTML report: stored metrics of the previous nights."""
+        """Trend points for the HTML report (``generate_html_report``'s ``history`` format):
+        the stored metrics of the previous nights, oldest first."""
         if store is None:
             return []
+        from analyzer.severity import Severity
         from sinks.errors import StoreUnavailable
 
         try:
             points = store.metric_history(HISTORY_METRICS, partition.date, HISTORY_DAYS)
         except StoreUnavailable:
             return []
-        by_date: dict[date, dict[str, Any]] = {}
+        by_date: dict[date, dict[str, float]] = {}
         for p in points:
-            point = by_date.setdefault(p.partition, {"partition": p.partition.isoformat()})
-            point[p.name] = p.value
-        return [by_date[d] for d in sorted(by_date) if d < partition.date]
+            by_date.setdefault(p.partition, {})[p.name] = p.value
+        severities = list(Severity)
+        return [
+            {
+                "report_id": day.strftime("%Y%m%d"),
+                "date": day.isoformat(),
+                "overall_severity": severities[int(v.get("overall_severity_rank", 0))].value,
+                "pixel_mean_shift": v.get("pixel_mean_shift"),
+                "confidence_shift": v.get("confidence_shift"),
+                "drift_detected": bool(v.get("drift_detected", 0)),
+            }
+            for day, v in sorted(by_date.items())
+            if day < partition.date
+        ]
 
     def write_reports(
         self, partition: Partition, report: dict[str, Any], history: list[dict[str, Any]]
