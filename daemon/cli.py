@@ -142,10 +142,14 @@ def _baseline(settings: Any, args: argparse.Namespace) -> int:
 def _check(settings: Any, args: argparse.Namespace) -> int:
     from analyzer.html import generate_html_report
     from daemon.pipeline import Pipeline
-    from sinks.files import ReportFiles
+    from sinks.files import REPORT_ID_RE, ReportFiles
 
     now = datetime.now(timezone.utc)
     report_id = args.report_id or f"check-{now:%Y%m%dT%H%M%SZ}"
+    if not REPORT_ID_RE.fullmatch(report_id):
+        print(f"driftd check: --report-id {report_id!r} is not a valid id: use 1-64 letters, "
+              "digits, '_' or '-', starting with a letter or digit", file=sys.stderr)
+        return EXIT_CONFIG
     baseline = Pipeline(settings).load_baseline()
     report = _analyzer(settings, args.dir, now=now, report_id=report_id).detect_drift(baseline)
     files = ReportFiles(settings.data.reports_path)

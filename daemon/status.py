@@ -24,18 +24,12 @@ from typing import Any, Literal, Protocol
 import structlog
 
 from analyzer.severity import Severity
-from sinks.files import REPORT_PREFIX
+from sinks.files import REPORT_ID_RE, REPORT_PREFIX
 from sinks.outbox import Outbox
 from sinks.state import StateDB, StoreStatus
 from sinks.store.base import MetricStore
 
 log = structlog.get_logger(__name__)
-
-REPORT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-"""Every report id the API serves, matched with ``fullmatch``: ``20261126`` (a nightly folder
-date) or a ``check`` id such as ``check-20261126T011503Z``. No dots, slashes, backslashes, NULs
-or whitespace, at most 64 characters, so an id can never name anything outside the reports
-folder nor a second extension (``20261126.json``)."""
 
 DATE_ID_RE = re.compile(r"[0-9]{8}")
 """Report ids of nightly runs (the folder date, ``YYYYMMDD``)."""

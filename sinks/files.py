@@ -31,7 +31,11 @@ REPORT_PREFIX = "monitor_report_"
 
 REPORT_EXTENSIONS = ("json", "html")
 
-_REPORT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+REPORT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+"""Every valid report id, matched with ``fullmatch``: ``20261126`` (a nightly folder date) or a
+``check`` id such as ``check-20261126T011503Z``. No dots, slashes, backslashes, NULs or
+whitespace, at most 64 characters, so an id can never name anything outside the reports folder
+nor a second extension (``20261126.json``). The status API serves exactly these ids."""
 
 
 class ReportFileError(SinkError):
@@ -125,7 +129,7 @@ class ReportFiles:
 
         Raises ``ReportFileError`` when the id could escape the folder or ``ext`` is unknown.
         """
-        if not isinstance(report_id, str) or not _REPORT_ID.fullmatch(report_id):
+        if not isinstance(report_id, str) or not REPORT_ID_RE.fullmatch(report_id):
             raise ReportFileError(
                 f"report id {report_id!r} is not a safe file name; use 1-64 characters of "
                 "letters, digits, '_', '.', '-' not starting with '.' (e.g. 20261126)"
@@ -186,6 +190,6 @@ class ReportFiles:
         ids = []
         for p in self.directory.glob(f"{REPORT_PREFIX}*.json"):
             candidate = p.name[len(REPORT_PREFIX) : -len(".json")]
-            if _REPORT_ID.fullmatch(candidate):
+            if REPORT_ID_RE.fullmatch(candidate):
                 ids.append(candidate)
         return sorted(ids)
