@@ -14,7 +14,10 @@ import logging
 import math
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from analyzer.errors import DatasetError, EmptyDatasetError, ModelError
+from analyzer.errors import AnalyzerError, DatasetError, EmptyDatasetError, ModelError
 from analyzer.images import CATEGORIES, FEATURES, IMAGE_SUFFIXES, ImageRecord, read_image
 from analyzer.options import AnalyzerOptions, split_options
 from analyzer.profile import Categories, ModelInfo, Profile
@@ -221,6 +224,34 @@ class _Builder:
         self.keys, self.rows, self.paths = [], [], []
 
 
+def _parallel(paths: list[str], chunk: int, workers: int, config: _WorkerConfig
+              ) -> Iterator[list[ImageRecord]]:
+    """Chunks of records in file order, computed by ``workers`` processes.
+
+    At most two chunks per worker are in flight, so memory stays bounded however many files
+    there are. A worker that dies (e.g. killed by the OOM killer) raises ``AnalyzerError``
+    instead of hanging the run.
+    """
+    # forkserver: workers do not inherit the caller's threads (the daemon's scheduler).
+    ctx = multiprocessing.get_context("forkserver")
+    pending: deque[Future[list[ImageRecord]]] = deque()
+    parts = _chunks(paths, chunk)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(config,)) as pool:
+            for part in parts:
+                pending.append(pool.submit(_process_chunk, part))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+    except BrokenProcessPool as err:
+        raise AnalyzerError(
+            f"a worker process died while profiling ({err}); check memory limits, or run "
+            "with workers=1 to see the failing file"
+        ) from err
+
+
 def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
                    model_path: str | Path | None = None,
                    model_options: Mapping[str, Any] | None = None) -> Profile:
@@ -268,13 +299,10 @@ def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
                     builder.add(rec)
                 bar.advance(len(part))
         else:
-            # forkserver: workers do not inherit the caller's threads (the daemon's scheduler)
-            ctx = multiprocessing.get_context("forkserver")
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
-                for records in pool.imap(_process_chunk, _chunks(paths, chunk)):
-                    for rec in records:
-                        builder.add(rec)
-                    bar.advance(len(records))
+            for records in _parallel(paths, chunk, workers, config):
+                for rec in records:
+                    builder.add(rec)
+                bar.advance(len(records))
     builder.flush()
     if profile.image_count == 0:
         counts = ", ".join(f"{i.count} {k}" for k, i in profile.issues.items() if i.count)
