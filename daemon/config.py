@@ -127,6 +127,9 @@ class ScheduleSettings(_Section):
     timezone: str = "UTC"
     lookback_days: int = Field(default=14, ge=1, le=3660)
     max_attempts: int = Field(default=3, ge=1)
+    retry_seconds: int = Field(default=60, ge=1, le=86400)
+    """How often, between nightly runs, ``driftd run`` retries the alerts and database writes
+    that are due (a Slack outage at 01:15 is retried on its backoff, not at the next night)."""
 
     @field_validator("timezone")
     @classmethod

@@ -33,6 +33,7 @@ from daemon.status import DaemonState
 log = structlog.get_logger("driftd.scheduler")
 
 JOB_ID = "run_pending"
+RETRY_JOB_ID = "retry_due"
 MISFIRE_GRACE_S = 24 * 3600
 """A fire that starts late (machine suspended, previous run still busy) still runs."""
 
@@ -182,6 +183,23 @@ class Daemon:
             structlog.contextvars.unbind_contextvars("run_id")
         return summary
 
+    def retry_due(self, now: datetime | None = None) -> None:
+        """Between runs: write the nights that waited for the database and send the alerts
+        whose retry is due. Skipped while a run holds the lock (the run does both itself)."""
+        now = now or datetime.now(self.tz)
+        with self._run_lock() as locked:
+            if not locked:
+                return
+            pipeline = Pipeline(self.settings, should_stop=self.should_stop)
+            if pipeline.state.pending_writes():
+                store = pipeline.open_store()
+                try:
+                    pipeline.flush_pending(store, now)
+                finally:
+                    if store is not None:
+                        store.close()
+            pipeline.deliver_due(now)
+
     def _run(self, summary: RunSummary, now: datetime, work: list[Partition] | None = None
              ) -> None:
         pipeline = Pipeline(self.settings, should_stop=self.should_stop)
@@ -248,6 +266,12 @@ class Daemon:
         except Exception:  # the scheduler must survive any bug in one run
             log.exception("run.crashed")
 
+    def _retry_job(self) -> None:
+        try:
+            self.retry_due()
+        except Exception:  # a failed retry pass is retried on the next tick
+            log.exception("retry.crashed")
+
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT only set the stop flag; the run notices it between steps."""
 
@@ -261,6 +285,7 @@ class Daemon:
         """Run until SIGTERM: catch-up at once, then every cron fire. Returns the exit code 0."""
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
 
         self.install_signal_handlers()
         trigger = CronTrigger.from_crontab(self.settings.schedule.cron, timezone=self.tz)
@@ -269,6 +294,11 @@ class Daemon:
             self._job, trigger, id=JOB_ID, coalesce=True, max_instances=1,
             misfire_grace_time=MISFIRE_GRACE_S,
             next_run_time=datetime.now(self.tz),  # start-up catch-up
+        )
+        scheduler.add_job(
+            self._retry_job, IntervalTrigger(seconds=self.settings.schedule.retry_seconds),
+            id=RETRY_JOB_ID, coalesce=True, max_instances=1,
+            misfire_grace_time=self.settings.schedule.retry_seconds,
         )
         http = self._start_http()
         scheduler.start()

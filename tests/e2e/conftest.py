@@ -56,6 +56,7 @@ workers = 1
 [schedule]
 cron = "0 0 1 1 *"
 lookback_days = 7
+retry_seconds = 1
 
 [store]
 url = "postgresql://{user}@127.0.0.1:{port}/{database}"

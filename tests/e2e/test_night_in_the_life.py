@@ -148,11 +148,6 @@ class TestFaults:
         assert [a for a, _ in d.pagerduty_events()] == ["trigger", "resolve"]
         assert d.stored_nights() == [(D1, "none"), (D2, "high"), (D3, "none")]
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "daemon/scheduler.py Daemon.serve: the outbox is only delivered inside run_pending "
-        "(the one cron job), so under `driftd run` a Slack post that failed at 01:15 is "
-        "retried at the next night's fire, ~24 h later, not after alerts.backoff_base_s; "
-        "the same holds for the medium-severity retrain alert due at retrain.medium_at"))
     def test_slack_blip_is_retried_by_the_running_daemon_within_the_night(
         self, deployment: Deployment, nights: Nights
     ) -> None:
