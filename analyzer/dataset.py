@@ -234,6 +234,9 @@ def _parallel(paths: list[str], chunk: int, workers: int, config: _WorkerConfig
     """
     # forkserver: workers do not inherit the caller's threads (the daemon's scheduler).
     ctx = multiprocessing.get_context("forkserver")
+    # Import the analyzer once in the fork server: workers share those pages (start-up time
+    # and memory), instead of each importing numpy/scipy/Pillow again.
+    ctx.set_forkserver_preload(["analyzer.dataset"])
     pending: deque[Future[list[ImageRecord]]] = deque()
     parts = _chunks(paths, chunk)
     try:
