@@ -404,7 +404,9 @@ class DriftdDetector:
 
     def detect(self, reference: dict[str, Any], folder: Path) -> tuple[bool, list[str]]:
         report = self._analyzer(folder).detect_drift(reference)
-        fired = [f"{t['section']}:{t['feature']}" for t in _tests(report) if t.get("significant")]
+        # A significant test whose effect is below the severity cut-off is marked with "~".
+        fired = [t["feature"] + ("" if t["severity"] != "none" else "~")
+                 for t in _tests(report) if t.get("significant")]
         return bool(report["overall_drift_detected"]), fired
 
 
@@ -636,9 +638,11 @@ def build_detectors(names: Sequence[str], model: Path | None,
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the tables, write Markdown and JSON. Returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--trials", type=int, default=5, help="trials (baselines) per size")
-    parser.add_argument("--null-per-trial", type=int, default=10,
-                        help="no-shift nights judged against each trial's baseline")
+    parser.add_argument("--trials", type=int, default=None,
+                        help="trials (baselines) per size (default 5; 2 with --quick)")
+    parser.add_argument("--null-per-trial", type=int, default=None,
+                        help="no-shift nights judged against each trial's baseline "
+                        "(default 10; 3 with --quick)")
     parser.add_argument("--sizes", default="100,500", help="images per folder, comma-separated")
     parser.add_argument("--shifts", default=None, help="shift or family names (default: all)")
     parser.add_argument("--seed", type=int, default=20191208)
@@ -649,12 +653,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="DatasetAnalyzer option override, repeatable (e.g. workers=1)")
     parser.add_argument("--detectors", default="driftd,bbsd,properties")
     parser.add_argument("--quick", action="store_true",
-                        help="2 trials, 3 no-shift nights per trial (for iteration)")
+                        help="fewer trials and no-shift nights, for iteration")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help="Markdown output; the JSON goes beside it with .json")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.trials, args.null_per_trial = 2, 3
+    # Run as a script from a checkout: import the working tree's analyzer, not an installed one.
+    sys.path.insert(0, str(REPO_ROOT))
+    if args.trials is None:
+        args.trials = 2 if args.quick else 5
+    if args.null_per_trial is None:
+        args.null_per_trial = 3 if args.quick else 10
 
     model = None if args.no_model else args.model
     if model is not None and not model.exists():
