@@ -42,8 +42,10 @@ _ATYPICAL_FEATURES = 5
 class TestResult:
     """One feature's two-sample test, corrected within the report's family.
 
-    ``threshold`` is the family-wise alpha the adjusted p-value was compared with.
-    ``severity`` is ``none`` unless ``significant``.
+    ``threshold`` is the smallest effect size that counts as drift (the ``*_low`` cut-off of
+    the test's effect-size kind); ``alpha`` is the family-wise alpha the adjusted p-value was
+    compared with. ``severity`` is ``none`` unless ``significant`` and the effect reaches
+    ``threshold``.
     """
 
     feature: str
@@ -55,6 +57,7 @@ class TestResult:
     effect_size: float
     effect_size_kind: str
     threshold: float
+    alpha: float
     significant: bool
     severity: Severity
     baseline_mean: float
@@ -67,7 +70,7 @@ class TestResult:
             "feature": self.feature, "section": self.section, "test": self.test,
             "statistic": self.statistic, "p_value": self.p_value, "p_adjusted": self.p_adjusted,
             "effect_size": self.effect_size, "effect_size_kind": self.effect_size_kind,
-            "threshold": self.threshold, "significant": self.significant,
+            "threshold": self.threshold, "alpha": self.alpha, "significant": self.significant,
             "severity": self.severity.value, "baseline_mean": self.baseline_mean,
             "current_mean": self.current_mean, "baseline_n": self.baseline_n,
             "current_n": self.current_n,
@@ -229,16 +232,16 @@ def _finish(plans: list[_Planned], options: AnalyzerOptions) -> list[TestResult]
         p_adj = adjusted.get(i, 1.0)
         significant = o is not None and p_adj <= options.alpha
         severity = Severity.NONE
+        kind = "wasserstein" if o is None or o.effect_size_kind == "wasserstein_norm" else "psi"
+        cutoffs = [getattr(options, f"{kind}_{lvl}") for lvl in ("low", "medium", "high")]
         if o is not None and significant:
-            kind = "wasserstein" if o.effect_size_kind == "wasserstein_norm" else "psi"
-            severity = severity_from_effect(
-                o.effect_size, *(getattr(options, f"{kind}_{lvl}")
-                                 for lvl in ("low", "medium", "high")))
+            severity = severity_from_effect(o.effect_size, *cutoffs)
         results.append(TestResult(
             feature=p.feature, section=p.section, test=o.test if o else "skipped",
             statistic=o.statistic if o else 0.0, p_value=o.p_value if o else 1.0,
             p_adjusted=p_adj, effect_size=o.effect_size if o else 0.0,
-            effect_size_kind=o.effect_size_kind if o else "none", threshold=options.alpha,
+            effect_size_kind=o.effect_size_kind if o else "none", threshold=cutoffs[0],
+            alpha=options.alpha,
             significant=significant, severity=severity,
             baseline_mean=_finite(p.baseline_mean), current_mean=_finite(p.current_mean),
             baseline_n=p.baseline_n if o else 0, current_n=p.current_n if o else 0,

@@ -86,12 +86,14 @@ def test_brightness_shift_moves_the_seed_headline_number(
 
 def test_tests_of_a_report_form_one_corrected_family(
         tmp_path: Path, baseline: dict[str, Any]) -> None:
-    """Holm-adjusted p-values are never below the raw ones and all share one threshold."""
+    """Holm-adjusted p-values are never below the raw ones and all share one alpha."""
     report = _report(tmp_path, baseline, noise=6.0)
     tests = report["pixel_distribution_drift"]["tests"]
     assert all(t["p_adjusted"] >= t["p_value"] for t in tests)
-    assert {t["threshold"] for t in tests} == {0.05}
+    assert {t["alpha"] for t in tests} == {0.05}
     assert all(t["severity"] == "none" for t in tests if not t["significant"])
+    graded = [t for t in tests if t["severity"] != "none"]
+    assert graded and all(t["effect_size"] >= t["threshold"] for t in graded)
 
 
 def test_compare_takes_the_clock_from_the_caller(baseline: dict[str, Any]) -> None:
