@@ -324,6 +324,8 @@ def _timestamp(value: object) -> str:
 
 
 def _test_row(test: Mapping[str, Any]) -> _TestRow:
+    # A categorical (chi-squared) test has no meaningful mean: leave the column empty.
+    has_means = test.get("test") != "chi2"
     return _TestRow(
         feature=str(test.get("feature", "?")),
         test=str(test.get("test", "")),
@@ -335,8 +337,8 @@ def _test_row(test: Mapping[str, Any]) -> _TestRow:
         threshold=_num(test.get("threshold")),
         significant=bool(test.get("significant", False)),
         severity=_safe_severity(test.get("severity", "none")),
-        baseline_mean=_num(test.get("baseline_mean")),
-        current_mean=_num(test.get("current_mean")),
+        baseline_mean=_num(test.get("baseline_mean")) if has_means else None,
+        current_mean=_num(test.get("current_mean")) if has_means else None,
     )
 
 
