@@ -168,6 +168,16 @@ class AlertRouter:
             planned.append(("retrain", message("retrain"), retrain_at))
         return [self._alert(channel, msg, partition, due, now) for channel, msg, due in planned]
 
+    def plan_failure(
+        self, partition: date, error: str, attempts: int, now: datetime
+    ) -> list[OutboxAlert]:
+        """``failed`` alerts for a folder given up on after ``attempts`` tries: to every
+        enabled channel (a blind night is as urgent as high drift), silences respected."""
+        message = AlertMessage.failure(
+            partition, error, attempts=attempts, monitor=self._alerts.monitor
+        )
+        return [self._alert(channel, message, partition, now, now) for channel in self.thresholds()]
+
     def _retrain_time(self, severity: Severity, now: datetime) -> datetime | None:
         r = self._retrain
         if not r.enabled:

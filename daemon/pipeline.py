@@ -285,6 +285,16 @@ class Pipeline:
         self.deliver_due(now)
         return [f"{a.channel}:{a.kind}" for a in queued if a.status != "silenced"]
 
+    def send_failure_alerts(
+        self, partition: Partition, error: str, attempts: int, now: datetime
+    ) -> list[str]:
+        """Tell people a folder was given up on (queued once per date, like drift alerts)."""
+        planned = self.router.plan_failure(partition.date, error, attempts, now)
+        queued = [a for a in planned if self.outbox.outbox_get(a.key) is None]
+        self.dispatcher().enqueue(planned)
+        self.deliver_due(now)
+        return [f"{a.channel}:{a.kind}" for a in queued if a.status != "silenced"]
+
     def process(self, partition: Partition, run_id: str, now: datetime, store: Any | None
                 ) -> PartitionResult:
         """Take ``partition`` end to end and record the outcome in the run ledger.
@@ -315,10 +325,13 @@ class Pipeline:
             message = f"{type(err).__name__}: {err}"
             self.state.ledger_finish(partition.date, run_id, now, "failed", message, None)
             entry = self.state.ledger_get(partition.date)
-            log.error("partition.failed", error=message,
-                      attempts=getattr(entry, "attempts", None),
+            attempts = entry.attempts if entry is not None else 1
+            log.error("partition.failed", error=message, attempts=attempts,
                       max_attempts=self.settings.schedule.max_attempts)
-            return PartitionResult(partition.date, "failed", error=message)
+            alerts: list[str] = []
+            if attempts >= self.settings.schedule.max_attempts:
+                alerts = self.send_failure_alerts(partition, message, attempts, now)
+            return PartitionResult(partition.date, "failed", error=message, alerts=alerts)
         finally:
             structlog.contextvars.unbind_contextvars("partition")
         severity = str(report.get("overall_severity", "none"))

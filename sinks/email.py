@@ -134,7 +134,7 @@ def build_email(message: AlertMessage, sender: str, recipients: tuple[str, ...])
 
 def _text_body(message: AlertMessage) -> str:
     lines = [message.title, "", message.summary, ""]
-    if message.kind != "test":
+    if message.has_metrics:
         lines += [f"{label}: {value}" for label, value in message.metric_rows()]
     if message.report_url:
         lines += ["", f"Report: {message.report_url}"]
@@ -149,7 +149,7 @@ def _html_body(message: AlertMessage) -> str:
     )
     table = (
         f'<table border="1" cellpadding="4"><tr><th>Metric</th><th>Value</th></tr>{rows}</table>'
-        if message.kind != "test"
+        if message.has_metrics
         else ""
     )
     link = (

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from analyzer.severity import Severity
 
-AlertKind = Literal["drift", "resolve", "retrain", "test"]
-ALERT_KINDS: tuple[AlertKind, ...] = ("drift", "resolve", "retrain", "test")
+AlertKind = Literal["drift", "resolve", "retrain", "test", "failed"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("drift", "resolve", "retrain", "test", "failed")
 
 #: Slack attachment colour per severity (the seed's colour map).
 SEVERITY_COLOURS: dict[Severity, str] = {
@@ -35,9 +35,10 @@ class AlertMessage:
     """One alert about one monitored model and one folder date, ready to render.
 
     ``kind`` is ``drift`` (a night at or above a channel's threshold), ``resolve`` (a later
-    night back to ``none`` after a drift alert), ``retrain`` (the retraining trigger) or
-    ``test`` (``driftd alerts test``). ``monitor`` names the monitored model; PagerDuty's
-    ``dedup_key`` is derived from it.
+    night back to ``none`` after a drift alert), ``retrain`` (the retraining trigger),
+    ``failed`` (a folder that could not be analysed and was given up on: the monitor is blind
+    for that night) or ``test`` (``driftd alerts test``). ``monitor`` names the monitored
+    model; PagerDuty's ``dedup_key`` is derived from it.
     """
 
     kind: AlertKind
@@ -113,6 +114,26 @@ class AlertMessage:
             report_url=report_url,
         )
 
+    @classmethod
+    def failure(cls, partition: date, error: str, *, attempts: int, monitor: str = "driftd"
+                ) -> AlertMessage:
+        """A ``failed`` message: the folder of ``partition`` could not be analysed ``attempts``
+        times (empty, all files broken, baseline missing, ...). Sent at high severity."""
+        return cls(
+            kind="failed",
+            partition=partition,
+            severity=Severity.HIGH,
+            drift_detected=False,
+            summary=(f"driftd gave up on the folder of {partition.isoformat()} after {attempts} "
+                     f"attempts, so this night is not monitored: {error}"),
+            monitor=monitor,
+        )
+
+    @property
+    def has_metrics(self) -> bool:
+        """True when the message carries a report's numbers (not a test or a failure)."""
+        return self.kind not in ("test", "failed")
+
     @property
     def title(self) -> str:
         """A one-line headline: the seed's ``Model Drift Alert - HIGH`` for drift alerts."""
@@ -121,6 +142,8 @@ class AlertMessage:
             return f"[TEST] driftd alert test - {self.monitor}"
         if self.kind == "resolve":
             return f"Model Drift Resolved - {self.monitor}{day}"
+        if self.kind == "failed":
+            return f"Monitoring Failed - {self.monitor}{day}"
         if self.kind == "retrain":
             return f"Retraining Triggered - {self.monitor}{day} ({self.severity.value.upper()})"
         return f"Model Drift Alert - {self.severity.value.upper()} - {self.monitor}{day}"

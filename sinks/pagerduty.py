@@ -61,11 +61,16 @@ class PagerDutyTransport:
             self._post({"event_action": "resolve", "dedup_key": key})
         elif message.kind == "resolve":
             self._post({"event_action": "resolve", "dedup_key": dedup_key(message.monitor)})
+        elif message.kind == "failed":
+            # Its own incident: a later clean night resolves drift, not a blind night.
+            self._post(self._trigger(message, dedup_key(message.monitor, suffix="failed")))
         else:
             self._post(self._trigger(message, dedup_key(message.monitor)))
 
     def _trigger(self, message: AlertMessage, key: str) -> dict[str, Any]:
-        details: dict[str, Any] = {label: value for label, value in message.metric_rows()}
+        details: dict[str, Any] = (
+            dict(message.metric_rows()) if message.has_metrics else {"Error": message.summary}
+        )
         if message.partition:
             details["partition"] = message.partition.isoformat()
         event: dict[str, Any] = {
@@ -77,7 +82,7 @@ class PagerDutyTransport:
                 "severity": PAGERDUTY_SEVERITY[message.severity],
                 "component": message.monitor,
                 "group": "model-monitoring",
-                "class": "data drift",
+                "class": "data drift" if message.has_metrics else "monitoring failure",
                 "custom_details": details,
             },
             "client": "driftd",

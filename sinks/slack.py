@@ -93,7 +93,9 @@ def _first(value: Any) -> str:
 
 
 def _header(message: AlertMessage) -> dict[str, Any]:
-    emoji = {"drift": "⚠️", "resolve": "✅", "retrain": "🔁", "test": "🧪"}[message.kind]
+    emoji = {"drift": "⚠️", "resolve": "✅", "retrain": "🔁", "test": "🧪", "failed": "🛑"}[
+        message.kind
+    ]
     return {
         "type": "header",
         "text": {"type": "plain_text", "text": f"{emoji} {message.title}"[:150]},
@@ -103,7 +105,7 @@ def _header(message: AlertMessage) -> dict[str, Any]:
 def _body_blocks(message: AlertMessage) -> list[dict[str, Any]]:
     """The seed's fields section plus the summary and the report link."""
     blocks: list[dict[str, Any]] = []
-    if message.kind != "test":
+    if message.has_metrics:
         fields = [
             {"type": "mrkdwn", "text": f"*Drift Detected:*\n{message.drift_detected}"},
             {"type": "mrkdwn", "text": f"*Severity:*\n{message.severity.value}"},

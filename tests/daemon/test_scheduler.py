@@ -14,6 +14,7 @@ import pytest
 
 from daemon.config import load_settings
 from daemon.scheduler import Daemon
+from sinks.outbox import Outbox
 from sinks.state import StateDB
 from tests.daemon.conftest import ROOT, cli_env, driftd
 from tests.fixtures.images import write_images
@@ -83,17 +84,20 @@ class TestRunPending:
     def test_failing_folder_is_retried_then_reported_failed(
         self, deployment: Path, tmp_path: Path
     ) -> None:
-        """A folder of unreadable files fails max_attempts times, then is left alone."""
+        """A folder of unreadable files fails max_attempts times, then is left alone, and
+        people are told once (a blind night is alerted like high drift)."""
         folder = tmp_path / "production" / f"{TODAY - timedelta(days=1):%Y%m%d}"
         folder.mkdir(parents=True)
         for i in range(3):
             (folder / f"broken_{i}.jpg").write_bytes(b"not a jpeg")
         (folder / "_SUCCESS").touch()
         daemon = Daemon(load_settings(deployment))
-        statuses = [[r.status for r in daemon.run_pending(NOW).results] for _ in range(4)]
-        assert statuses == [["failed"], ["failed"], ["failed"], []]
+        runs = [daemon.run_pending(NOW).results for _ in range(4)]
+        assert [[r.status for r in run] for run in runs] == [["failed"], ["failed"], ["failed"], []]
+        assert [[r.alerts for r in run] for run in runs[:3]] == [[[]], [[]], [["console:failed"]]]
         entry = StateDB(tmp_path / "var" / "state.sqlite").ledger_get(TODAY - timedelta(days=1))
         assert entry is not None and entry.status == "failed" and entry.attempts == 3
+        assert Outbox(tmp_path / "var" / "state.sqlite").outbox_counts()["sent"] == 1
 
 
 class TestDaemonProcess:

@@ -47,6 +47,19 @@ class TestPagerDutyTransport:
         assert all(e["routing_key"] == ROUTING_KEY for e in events)
         assert pagerduty_server.requests[0].path == "/v2/enqueue"
 
+    def test_a_failed_night_opens_its_own_incident(
+        self, pagerduty_server: RecordingHTTPServer
+    ) -> None:
+        """A folder given up on triggers under its own key, so a drift resolve can't close it."""
+        transport = _transport(pagerduty_server)
+        transport.send(AlertMessage.failure(date(2026, 11, 26), "EmptyDatasetError: no images",
+                                            attempts=3, monitor="skin-classifier"))
+        event = pagerduty_server.requests[0].json
+        assert event["event_action"] == "trigger"
+        assert event["dedup_key"] == "driftd/skin-classifier/failed"
+        assert event["payload"]["severity"] == "critical"
+        assert "EmptyDatasetError" in event["payload"]["custom_details"]["Error"]
+
     def test_trigger_payload_maps_severity_and_truncates_summary(
         self, pagerduty_server: RecordingHTTPServer
     ) -> None:
