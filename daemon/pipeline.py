@@ -328,10 +328,11 @@ class Pipeline:
             attempts = entry.attempts if entry is not None else 1
             log.error("partition.failed", error=message, attempts=attempts,
                       max_attempts=self.settings.schedule.max_attempts)
-            alerts: list[str] = []
-            if attempts >= self.settings.schedule.max_attempts:
-                alerts = self.send_failure_alerts(partition, message, attempts, now)
-            return PartitionResult(partition.date, "failed", error=message, alerts=alerts)
+            given_up = attempts >= self.settings.schedule.max_attempts
+            failure_alerts = (
+                self.send_failure_alerts(partition, message, attempts, now) if given_up else []
+            )
+            return PartitionResult(partition.date, "failed", error=message, alerts=failure_alerts)
         finally:
             structlog.contextvars.unbind_contextvars("partition")
         severity = str(report.get("overall_severity", "none"))
