@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -292,6 +292,17 @@ def read_folder(folder: Path) -> list[Images]:
 # ---------------------------------------------------------------------------- detectors
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """A detector's answer for one night: drift or not, what fired, and (driftd) every test as
+    ``[feature, p_value, effect_size, effect_size_kind]`` for offline what-if corrections."""
+
+    drift: bool
+    fired: list[str]
+    tests: list[list[Any]] = field(default_factory=list)
+    tests: list[list[Any]] = field(default_factory=list)
+
+
 class Detector(Protocol):
     """A drift detector: ``fit`` reads the baseline folder once, ``detect`` judges one night."""
 
@@ -299,9 +310,7 @@ class Detector(Protocol):
 
     def fit(self, folder: Path) -> Any: ...
 
-    def detect(self, reference: Any, folder: Path) -> tuple[bool, list[str]]:
-        """Return the verdict and the names of what fired."""
-        ...
+    def detect(self, reference: Any, folder: Path) -> Verdict: ...
 
 
 def deepchecks_properties(images: Sequence[Images]) -> dict[str, NDArray[np.float64]]:
@@ -343,11 +352,11 @@ class PropertyDetector:
         return deepchecks_properties(read_folder(folder))
 
     def detect(self, reference: dict[str, NDArray[np.float64]],
-               folder: Path) -> tuple[bool, list[str]]:
+               folder: Path) -> Verdict:
         current = deepchecks_properties(read_folder(folder))
         fired = [name for name, values in reference.items()
                  if stats.ks_2samp(values, current[name]).statistic > self.threshold]
-        return bool(fired), fired
+        return Verdict(bool(fired), fired)
 
 
 class BBSDDetector:
@@ -363,12 +372,12 @@ class BBSDDetector:
     def fit(self, folder: Path) -> NDArray[np.float64]:
         return self.softmax(read_folder(folder))
 
-    def detect(self, reference: NDArray[np.float64], folder: Path) -> tuple[bool, list[str]]:
+    def detect(self, reference: NDArray[np.float64], folder: Path) -> Verdict:
         current = self.softmax(read_folder(folder))
         classes = reference.shape[1]
         fired = [f"softmax_{k}" for k in range(classes)
                  if stats.ks_2samp(reference[:, k], current[:, k]).pvalue < self.alpha / classes]
-        return bool(fired), fired
+        return Verdict(bool(fired), fired)
 
 
 def tflite_softmax(model_path: Path) -> Callable[[list[Images]], NDArray[np.float64]]:
@@ -402,12 +411,14 @@ class DriftdDetector:
     def fit(self, folder: Path) -> dict[str, Any]:
         return dict(self._analyzer(folder).analyze())
 
-    def detect(self, reference: dict[str, Any], folder: Path) -> tuple[bool, list[str]]:
+    def detect(self, reference: dict[str, Any], folder: Path) -> Verdict:
         report = self._analyzer(folder).detect_drift(reference)
         # A significant test whose effect is below the severity cut-off is marked with "~".
         fired = [t["feature"] + ("" if t["severity"] != "none" else "~")
                  for t in _tests(report) if t.get("significant")]
-        return bool(report["overall_drift_detected"]), fired
+        tests = [[t["feature"], t["p_value"], t["effect_size"], t["effect_size_kind"]]
+                 for t in _tests(report) if t["test"] != "skipped"]
+        return Verdict(bool(report["overall_drift_detected"]), fired, tests)
 
 
 def _tests(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -431,6 +442,7 @@ class Record:
     drift: bool
     seconds: float
     fired: list[str]
+    tests: list[list[Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -476,11 +488,11 @@ def run(config: Config, detectors: Sequence[Detector], pools: Pools,
                 verdicts = []
                 for det in detectors:
                     start = time.perf_counter()
-                    drift, fired = det.detect(references[det.name], work / "current")
+                    verdict = det.detect(references[det.name], work / "current")
                     seconds = time.perf_counter() - start
                     records.append(Record(size, trial, shift.name, shift.family, rep, det.name,
-                                          drift, seconds, fired))
-                    verdicts.append(f"{det.name}={'D' if drift else '.'}")
+                                          verdict.drift, seconds, verdict.fired, verdict.tests))
+                    verdicts.append(f"{det.name}={'D' if verdict.drift else '.'}")
                 log(f"n={size} trial={trial} {shift.name}#{rep}: {' '.join(verdicts)}")
     return records, fit_seconds
 
@@ -542,7 +554,7 @@ def markdown(summary: dict[str, Any], config: Config, fit_seconds: dict[str, flo
         f"machine: {platform.machine()}, {_cpu_count()} cores; total wall time "
         f"{total_seconds / 60:.1f} min.",
         "",
-        "### False alarms on no-shift nights (alpha 0.05)",
+        "### False alarms on no-shift nights",
         "",
         "| detector | " + " | ".join(f"n={s}" for s in sizes) + " |",
         "|---|" + "---:|" * len(sizes),
@@ -582,6 +594,94 @@ def markdown(summary: dict[str, Any], config: Config, fit_seconds: dict[str, flo
     return "\n".join(lines)
 
 
+def hommel(p_values: Sequence[float]) -> NDArray[np.float64]:
+    """Hommel adjusted p-values (R's ``p.adjust(method="hommel")``): family-wise error control
+    under positive dependence (Simes), uniformly more powerful than Holm."""
+    p = np.asarray(p_values, dtype=np.float64)
+    n = p.size
+    if n == 0:
+        return p
+    order = np.argsort(p)
+    ps = p[order]
+    ranks = np.arange(1, n + 1)
+    q = np.full(n, np.min(n * ps / ranks))
+    pa = q.copy()
+    for m in range(n - 1, 1, -1):
+        i1 = np.arange(n - m + 1)
+        i2 = np.arange(n - m + 1, n)
+        q1 = np.min(m * ps[i2] / np.arange(2, m + 1))
+        q[i1] = np.minimum(m * ps[i1], q1)
+        q[i2] = q[n - m]
+        pa = np.maximum(pa, q)
+    out = np.empty(n)
+    out[order] = np.maximum(pa, ps)
+    return np.minimum(out, 1.0)
+
+
+def holm(p_values: Sequence[float]) -> NDArray[np.float64]:
+    """Holm step-down adjusted p-values (what driftd's default ``correction="holm"`` does)."""
+    p = np.asarray(p_values, dtype=np.float64)
+    order = np.argsort(p)
+    out = np.empty(p.size)
+    out[order] = np.minimum(np.maximum.accumulate((p.size - np.arange(p.size)) * p[order]), 1.0)
+    return out
+
+
+@dataclass(frozen=True)
+class Replay:
+    """driftd's verdict recomputed from a report's p-values under other settings."""
+
+    name: str
+    correction: Callable[[Sequence[float]], NDArray[np.float64]]
+    alpha: float = ALPHA
+    wasserstein_low: float = 0.1
+    psi_low: float = 0.1
+
+    def drift(self, tests: Sequence[Sequence[Any]]) -> bool:
+        """Whether any test is significant after correction with an effect above its cut-off."""
+        if not tests:
+            return False
+        adjusted = self.correction([t[1] for t in tests])
+        return any(q <= self.alpha and t[2] >= (self.wasserstein_low
+                                               if t[3] == "wasserstein_norm" else self.psi_low)
+                   for q, t in zip(adjusted, tests, strict=True))
+
+
+REPLAYS = (
+    Replay("holm (default, replayed)", holm),
+    Replay("hommel", hommel),
+    Replay("holm, wasserstein_low 0.05", holm, wasserstein_low=0.05),
+    Replay("hommel, wasserstein_low 0.05", hommel, wasserstein_low=0.05),
+)
+
+
+def replay_markdown(records: Sequence[Record], config: Config) -> str:
+    """What-if table: driftd's nights re-judged from their p-values under ``REPLAYS``."""
+    mine = [r for r in records if r.detector == "driftd" and (r.tests or not r.drift)]
+    if not mine:
+        return ""
+    families = list(dict.fromkeys(r.family for r in mine if r.family != "none"))
+    lines = ["### driftd re-judged from the same p-values (what-if, no re-run)", "",
+             "| setting | n | false alarms | suite mean | "
+             + " | ".join(families) + " |", "|---|---:|---:|---:|" + "---:|" * len(families)]
+    for rep in REPLAYS:
+        for size in config.sizes:
+            at = [r for r in mine if r.size == size]
+            null = [rep.drift(r.tests) for r in at if r.shift == NO_SHIFT.name]
+            per_shift: dict[str, list[bool]] = {}
+            for r in at:
+                if r.shift != NO_SHIFT.name:
+                    per_shift.setdefault(r.shift, []).append(rep.drift(r.tests))
+            shift_rate = {k: float(np.mean(v)) for k, v in per_shift.items()}
+            fam = {f: float(np.mean([shift_rate[s.name] for s in SHIFTS
+                                     if s.family == f and s.name in shift_rate]))
+                   for f in families}
+            suite = float(np.mean(list(shift_rate.values()))) if shift_rate else None
+            lines.append(f"| {rep.name} | {size} | {sum(null)}/{len(null)} | {_pct(suite)} | "
+                         + " | ".join(_pct(fam[f]) for f in families) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _cpu_count() -> int:
     import os
 
@@ -589,12 +689,16 @@ def _cpu_count() -> int:
 
 
 def keep_reading(out: Path, generated: str) -> str:
-    """``generated`` followed by the hand-written reading block of the existing ``out``, if any."""
+    """``generated`` followed by the hand-written reading block of the existing ``out``, if any.
+
+    The block sits between ``<!-- reading -->`` and ``<!-- /reading -->``; rerunning the
+    benchmark refreshes the tables and keeps the prose.
+    """
     if out.exists():
         match = re.search(re.escape(READING_START) + ".*?" + re.escape(READING_END),
                           out.read_text(), flags=re.S)
         if match:
-            return match.group(0) + "\n\n" + generated
+            return generated + "\n" + match.group(0) + "\n"
     return generated
 
 
@@ -688,7 +792,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    log=lambda m: print(m, file=sys.stderr, flush=True))
     total = time.perf_counter() - start
     summary = summarise(records, config)
-    text = markdown(summary, config, fit_seconds, total)
+    text = markdown(summary, config, fit_seconds, total) + "\n" + replay_markdown(records, config)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(keep_reading(args.out, text))

@@ -54,11 +54,11 @@ def test_property_rule_sees_darkening_not_a_fresh_sample(pools: object, tmp_path
     reference = detector.fit(tmp_path / "base")
     fresh = pools.images[rng.choice(pools.current, 150)]
     detection.write_folder(tmp_path / "cur", fresh)
-    assert detector.detect(reference, tmp_path / "cur")[0] is False
+    assert detector.detect(reference, tmp_path / "cur").drift is False
     dark = {s.name: s for s in detection.SHIFTS}["brightness_down_0.7"]
     detection.write_folder(tmp_path / "cur", dark.apply(fresh, rng))
-    drift, fired = detector.detect(reference, tmp_path / "cur")
-    assert drift and "brightness" in fired
+    verdict = detector.detect(reference, tmp_path / "cur")
+    assert verdict.drift and "brightness" in verdict.fired
 
 
 def test_bbsd_runs_per_class_ks_with_bonferroni(tmp_path: Path) -> None:
@@ -75,12 +75,12 @@ def test_bbsd_runs_per_class_ks_with_bonferroni(tmp_path: Path) -> None:
     detection.write_folder(tmp_path / "base", base)
     reference = detector.fit(tmp_path / "base")
     detection.write_folder(tmp_path / "cur", rng.integers(0, 255, (120, 8, 8, 3), dtype=np.uint8))
-    assert detector.detect(reference, tmp_path / "cur") == (False, [])
+    assert detector.detect(reference, tmp_path / "cur") == detection.Verdict(False, [])
     red = base.copy()
     red[..., 0] = np.minimum(255, red[..., 0].astype(int) + 120).astype(np.uint8)
     detection.write_folder(tmp_path / "cur", red)
-    drift, fired = detector.detect(reference, tmp_path / "cur")
-    assert drift and "softmax_0" in fired
+    verdict = detector.detect(reference, tmp_path / "cur")
+    assert verdict.drift and "softmax_0" in verdict.fired
 
 
 def test_summary_counts_false_alarms_and_family_rates() -> None:
@@ -101,3 +101,12 @@ def test_summary_counts_false_alarms_and_family_rates() -> None:
     assert summary["family_rate"] == {"noise": 0.5}
     text = detection.markdown({"10": {"properties": summary}}, config, {"properties": 0.2}, 1.0)
     assert "| properties | 50% (1/2) |" in text
+
+
+def test_hommel_replay_is_between_simes_and_holm() -> None:
+    """The what-if Hommel correction matches R on a textbook case and is never above Holm."""
+    assert np.allclose(detection.hommel([0.01, 0.02, 0.03, 0.04, 0.05]), [0.05] * 5)
+    p = np.random.default_rng(3).uniform(size=40) ** 4
+    assert (detection.hommel(p) <= detection.holm(p) + 1e-12).all()
+    simes = np.min(p.size * np.sort(p) / np.arange(1, p.size + 1))
+    assert np.isclose(detection.hommel(p).min(), simes)
