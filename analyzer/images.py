@@ -16,9 +16,11 @@ file's true values.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import math
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,12 @@ FEATURES: tuple[str, ...] = (
     "aspect_ratio",  # width / height
     "file_size",  # bytes on disk
 )
+
+_QUALITY, _WIDTH, _HEIGHT, _ASPECT, _FILE_SIZE = (
+    FEATURES.index(name)
+    for name in ("jpeg_quality", "width", "height", "aspect_ratio", "file_size")
+)
+_LEVELS = np.arange(256, dtype=np.float64)
 
 CATEGORIES: tuple[str, ...] = ("format", "mode", "size")
 
@@ -123,9 +131,45 @@ def jpeg_quality(quantization: dict[int, list[int]] | None) -> float:
     return float(min(100.0, max(1.0, quality)))
 
 
+@functools.lru_cache(maxsize=64)
+def _jpeg_quality_cached(luma_table: tuple[int, ...]) -> float:
+    """``jpeg_quality`` memoised on the luma table (a night's files share a few encoders)."""
+    return jpeg_quality({0: list(luma_table)} if luma_table else None)
+
+
+# Leading bytes of the formats Pillow decodes here. A file that starts with one of them but
+# does not decode was cut off (or damaged) on its way: ``truncated``, not "not an image".
+_SIGNATURES: tuple[bytes, ...] = (
+    b"\xff\xd8",  # JPEG
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",  # BMP
+    b"II*\x00",  # TIFF, little-endian
+    b"MM\x00*",  # TIFF, big-endian
+)
+
+
+def has_image_signature(data: bytes) -> bool:
+    """Whether ``data`` starts like a JPEG, PNG, GIF, WebP, BMP or TIFF file."""
+    return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
+def _failure(path: str, data: bytes, err: Exception, digest: bytes) -> ImageRecord:
+    """The record of a file Pillow could not open or decode: ``truncated`` when the file
+    starts with a known image signature (or the decoder says so), else ``unreadable``."""
+    text = str(err) or type(err).__name__
+    if isinstance(err, EOFError) or "truncat" in text.lower() or has_image_signature(data):
+        return ImageRecord(path, "truncated", f"truncated or damaged image data: {text}", digest)
+    return ImageRecord(path, "unreadable", f"not an image: {text}", digest)
+
+
 def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478_485,
                keep_image: bool = False) -> ImageRecord:
-    """Decode ``path`` and compute its features; never raises for a bad file (see module doc)."""
+    """Decode ``path`` and compute its features; never raises for a bad file (see module doc).
+
+    The file is read once: the digest, the decoder and ``file_size`` all use those bytes.
+    """
     try:
         data = Path(path).read_bytes()
     except OSError as err:
@@ -140,7 +184,7 @@ def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             return ImageRecord(path, "unreadable", f"decompression bomb: {err}", digest)
         except Exception as err:  # Pillow raises many types for garbage input
-            return ImageRecord(path, "unreadable", f"not an image: {err}", digest)
+            return _failure(path, data, err, digest)
         width, height = img.size
         if width * height > max_image_pixels:
             return ImageRecord(
@@ -149,7 +193,10 @@ def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478
             )
         fmt = (img.format or "unknown").upper()
         mode = img.mode
-        quality = jpeg_quality(getattr(img, "quantization", None)) if fmt == "JPEG" else 100.0
+        quality = 100.0
+        if fmt == "JPEG":
+            tables = getattr(img, "quantization", None)
+            quality = _jpeg_quality_cached(tuple(tables.get(0, ())) if tables else ())
         orientation = img.getexif().get(_ORIENTATION_TAG, 1)
         factor = reduction_factor(width, height, max_side)
         try:
@@ -157,9 +204,7 @@ def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478
                 img.draft(None, (math.ceil(width / factor), math.ceil(height / factor)))
             img.load()
         except (EOFError, OSError, SyntaxError, ValueError) as err:
-            text = str(err)
-            kind = "truncated" if isinstance(err, EOFError) or "truncat" in text else "unreadable"
-            return ImageRecord(path, kind, text or type(err).__name__, digest)
+            return _failure(path, data, err, digest)
         except Exception as err:  # a decoder bug on hostile input must not stop the night
             return ImageRecord(path, "unreadable", f"{type(err).__name__}: {err}", digest)
     try:
@@ -175,13 +220,13 @@ def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478
             rgb = rgb.transpose(_TRANSPOSE[orientation])
     except Exception as err:
         return ImageRecord(path, "unreadable", f"cannot convert mode {mode}: {err}", digest)
-    values = _features(rgb, factor)
-    values[FEATURES.index("jpeg_quality")] = quality
-    values[FEATURES.index("width")] = width
-    values[FEATURES.index("height")] = height
-    values[FEATURES.index("aspect_ratio")] = width / height
-    values[FEATURES.index("file_size")] = len(data)
     histogram = np.asarray(rgb.histogram(), dtype=np.int64)
+    values = _features(rgb, factor, histogram)
+    values[_QUALITY] = quality
+    values[_WIDTH] = width
+    values[_HEIGHT] = height
+    values[_ASPECT] = width / height
+    values[_FILE_SIZE] = len(data)
     return ImageRecord(
         path, None, "", digest, values, (fmt, mode, f"{width}x{height}"), histogram,
         rgb if keep_image else None,
@@ -201,22 +246,48 @@ def to_rgb8(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def _features(rgb: Image.Image, factor: int) -> npt.NDArray[np.float64]:
+class _Scratch(threading.local):
+    """Per-thread float32 work buffers for one analysis-image shape.
+
+    Reused from image to image, so the feature code does not allocate (and page-fault in)
+    ~2 MB of temporaries per image; per thread, because the daemon may profile in a thread.
+    """
+
+    shape: tuple[int, int] = (0, 0)
+    bufs: npt.NDArray[np.float32] = np.zeros((0, 0), dtype=np.float32)
+    ones: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)
+
+    def get(self, h: int, w: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Five flat buffers of ``h * w`` float32 (as rows of one array) and a ones vector."""
+        if self.shape != (h, w):
+            self.shape = (h, w)
+            self.bufs = np.empty((5, h * w), dtype=np.float32)
+            self.ones = np.ones(h * w, dtype=np.float32)
+        return self.bufs, self.ones
+
+
+_scratch = _Scratch()
+
+
+def _features(rgb: Image.Image, factor: int, histogram: npt.NDArray[np.int64]
+              ) -> npt.NDArray[np.float64]:
     """Pixel features of the analysis image, in ``FEATURES`` order (geometry left at 0).
 
-    Colour statistics (saturation, colourfulness) are low-frequency, so they are computed on
-    a further 4× box-reduced copy; the high-frequency ones use the analysis image itself.
+    ``histogram`` is ``rgb.histogram()`` (3×256). Brightness, contrast, entropy and channel
+    means come exactly from the luma and channel histograms. Colour statistics (saturation,
+    colourfulness) are low-frequency, so they are computed on a further 4× box-reduced copy.
+    The high-frequency ones (sharpness, noise, Haar detail, blockiness) use the analysis
+    image's luma, with every filter done as one contiguous pass over the flattened image
+    (see ``_luma_filters``).
     """
     out = np.zeros(len(FEATURES), dtype=np.float64)
-    levels = np.arange(256, dtype=np.float64)
     luma_img = rgb.convert("L")
     luma_hist = np.asarray(luma_img.histogram(), dtype=np.float64)
     n = luma_hist.sum()
-    mean = float(levels @ luma_hist / n)
+    mean = float(_LEVELS @ luma_hist / n)
     out[0] = mean
-    out[1] = math.sqrt(max(0.0, float((levels - mean) ** 2 @ luma_hist / n)))
-    channel_hist = np.asarray(rgb.histogram(), dtype=np.float64).reshape(3, 256)
-    out[2:5] = channel_hist @ levels / n
+    out[1] = math.sqrt(max(0.0, float((_LEVELS - mean) ** 2 @ luma_hist / n)))
+    out[2:5] = histogram.reshape(3, 256).astype(np.float64) @ _LEVELS / n
     small = rgb.reduce(4) if min(rgb.size) >= 32 else rgb
     r, g, b = (np.asarray(c, dtype=np.float32) for c in small.split())
     high = np.maximum(np.maximum(r, g), b)
@@ -229,52 +300,121 @@ def _features(rgb: Image.Image, factor: int) -> npt.NDArray[np.float64]:
     )
     p = luma_hist[luma_hist > 0] / n
     out[8] = max(0.0, float(-(p * np.log2(p)).sum()))
-    luma = np.asarray(luma_img, dtype=np.float32)
-    h, w = luma.shape
-    dx = np.diff(luma, axis=1)
-    dy = np.diff(luma, axis=0)
+    w, h = luma_img.size
     if h >= 3 and w >= 3:
-        d2x = np.diff(dx, axis=1)
-        d2y = np.diff(dy, axis=0)
-        lap = d2x[1:-1] + d2y[:, 1:-1]
-        mean_lap = float(lap.sum()) / lap.size
-        out[7] = max(0.0, float(np.vdot(lap, lap)) / lap.size - mean_lap * mean_lap)
-        # Immerkær (1996): the separable [1 -2 1] ⊗ [1 -2 1] filter cancels image structure
-        # up to second order, leaving mostly noise.
-        second = d2x[:-2] - 2.0 * d2x[1:-1] + d2x[2:]
-        out[9] = math.sqrt(math.pi / 2.0) * float(np.abs(second).sum()) / (6.0 * (w - 2) * (h - 2))
-    out[10] = _haar_detail_share(luma)
-    out[11] = _blockiness(dx, dy, max(1, 8 // factor))
+        out[7], out[9], out[10], out[11] = _luma_filters(
+            np.asarray(luma_img), luma_hist, max(1, 8 // factor))
+    else:  # a sliver: no interior pixel for the second-order filters
+        luma = np.asarray(luma_img, dtype=np.float32)
+        out[10] = _haar_detail_share(luma, luma_hist)
+        period = max(1, 8 // factor)
+        out[11] = 1.0 if period < 2 else _blockiness(
+            np.abs(np.diff(luma, axis=1)).mean(axis=0), np.abs(np.diff(luma, axis=0)).mean(axis=1),
+            period)
     return out
 
 
-def _haar_detail_share(luma: npt.NDArray[np.float32]) -> float:
+def _luma_filters(luma8: npt.NDArray[np.uint8], luma_hist: npt.NDArray[np.float64],
+                  period: int) -> tuple[float, float, float, float]:
+    """(sharpness, noise_level, high_freq_energy, blockiness) of an (h, w) luma, h, w >= 3.
+
+    Every filter is a difference of the *flattened* image with a shifted copy of itself
+    (shift 1 = the right neighbour, shift w = the one below), a single contiguous pass. The
+    horizontal ones also pair the last pixel of a row with the first of the next: those
+    wrapped columns are zeroed (or dropped) before summing, so each sum covers exactly the
+    pixels where the 2-D filter is defined, as in the textbook definitions:
+
+    - sharpness: variance of the 4-neighbour Laplacian over the interior pixels;
+    - noise_level: Immerkær (1996) σ = sqrt(π/2) · mean|[1 -2 1] ⊗ [1 -2 1] * I| / 6 over the
+      interior (that filter cancels image structure up to second order, leaving mostly noise);
+    - high_freq_energy: ``_haar_detail_share``;
+    - blockiness: ``_blockiness`` with the block grid at ``period`` pixels.
+    """
+    h, w = luma8.shape
+    size = h * w
+    bufs, ones = _scratch.get(h, w)
+    img, dx, d2x, d2y, tmp = bufs
+    np.copyto(img, luma8.reshape(-1))
+    # dx[k] = I[k+1] - I[k]: row i's column w-1 wraps (garbage).
+    np.subtract(img[1:], img[:-1], out=dx[:-1])
+    dx[-1] = 0.0
+    # d2x[k] = I[k] - 2 I[k+1] + I[k+2], centred on k+1: columns w-2, w-1 wrap.
+    np.subtract(dx[1:], dx[:-1], out=d2x[:-1])
+    d2x[-1] = 0.0
+    # d2y[k] = I[k] - 2 I[k+w] + I[k+2w], centred on k+w.
+    m = size - 2 * w
+    np.subtract(img[2 * w:], img[w:-w], out=d2y[:m])
+    np.subtract(d2y[:m], img[w:-w], out=d2y[:m])
+    np.add(d2y[:m], img[:m], out=d2y[:m])
+    # Laplacian centred on c = w..size-w-1 (rows 1..h-2): d2x[c-1] + d2y[c-w].
+    lap = tmp[:m]
+    np.add(d2x[w - 1:size - w - 1], d2y[:m], out=lap)
+    lap2d = lap.reshape(h - 2, w)
+    lap2d[:, 0] = 0.0  # column 0 and w-1 are not interior
+    lap2d[:, -1] = 0.0
+    count = (h - 2) * (w - 2)
+    lap_mean = float(np.dot(lap, ones[:m])) / count
+    sharpness = max(0.0, float(np.dot(lap, lap)) / count - lap_mean * lap_mean)
+    # Immerkær: the vertical [1 -2 1] of d2x, centred on d2x[c-1] for c in rows 1..h-2.
+    second = tmp[:m]
+    np.subtract(d2x[2 * w:], d2x[w:-w], out=second)
+    np.subtract(second, d2x[w:-w], out=second)
+    np.add(second, d2x[:m], out=second)
+    np.abs(second, out=second)
+    second2d = second.reshape(h - 2, w)
+    second2d[:, -2:] = 0.0  # d2x's wrapped columns
+    noise = math.sqrt(math.pi / 2.0) * float(np.dot(second, ones[:m])) / (6.0 * count)
+    detail_share = _haar_detail_share(img.reshape(h, w), luma_hist)
+    blockiness = 1.0
+    if period >= 2:
+        np.abs(dx, out=dx)
+        np.subtract(img[w:], img[:-w], out=d2y[:size - w])
+        np.abs(d2y[:size - w], out=d2y[:size - w])
+        col_steps = ones[:h] @ dx.reshape(h, w)
+        row_steps = d2y[:size - w].reshape(h - 1, w) @ ones[:w]
+        blockiness = _blockiness(col_steps[:-1] / h, row_steps / w, period)
+    return sharpness, noise, detail_share, blockiness
+
+
+def _haar_detail_share(luma: npt.NDArray[np.float32], luma_hist: npt.NDArray[np.float64]
+                       ) -> float:
     """Share of the AC energy in the finest (one-level) orthonormal Haar detail bands.
 
-    The transform preserves energy, so detail energy = total energy - approximation energy.
+    The transform preserves energy, so detail energy = total energy - approximation energy;
+    over the even-sized crop. ``luma_hist`` gives the total and mean exactly when no row or
+    column is cropped.
     """
     h, w = (luma.shape[0] // 2) * 2, (luma.shape[1] // 2) * 2
     if h == 0 or w == 0:
         return 0.0
-    x = np.ascontiguousarray(luma[:h, :w])
-    pairs = x[0::2] + x[1::2]
-    approx = (pairs[:, 0::2] + pairs[:, 1::2]) * np.float32(0.5)
-    total = float(np.vdot(x, x))
-    ac = total - x.size * (float(x.sum()) / x.size) ** 2
-    detail = total - float(np.vdot(approx, approx))
-    return max(0.0, detail / ac) if ac > 1e-6 * x.size else 0.0
+    if (h, w) == luma.shape:
+        size = float(luma_hist.sum())
+        total = float(_LEVELS**2 @ luma_hist)
+        mean = float(_LEVELS @ luma_hist) / size
+    else:
+        x = np.ascontiguousarray(luma[:h, :w])
+        size = float(x.size)
+        x64 = x.astype(np.float64).reshape(-1)
+        total = float(np.dot(x64, x64))
+        mean = float(x64.sum()) / size
+    # 2×2 block sums are integers <= 1020, exact in float32; their squares are summed in
+    # float64 because detail = total - approximation is a small difference of large sums.
+    pairs = luma[0:h:2, :w] + luma[1:h:2, :w]
+    block = (pairs[:, 0::2] + pairs[:, 1::2]).astype(np.float64).reshape(-1)
+    ac = total - size * mean * mean
+    detail = total - 0.25 * float(np.dot(block, block))
+    return max(0.0, detail / ac) if ac > 1e-6 * size else 0.0
 
 
-def _blockiness(dx: npt.NDArray[np.float32], dy: npt.NDArray[np.float32], period: int) -> float:
+def _blockiness(col_steps: npt.NDArray[np.float32], row_steps: npt.NDArray[np.float32],
+                period: int) -> float:
     """Mean |step| across the (scaled) 8×8 block grid over the mean |step| elsewhere.
 
-    ``dx``/``dy`` are the horizontal/vertical first differences of luma; ``period`` is the
-    block size at analysis scale (1 = the grid is not resolvable: returns 1.0).
+    ``col_steps[j]`` is the mean |I[:, j+1] - I[:, j]|, ``row_steps[i]`` the mean
+    |I[i+1] - I[i]|; ``period`` is the block size at analysis scale (>= 2).
     """
-    if period < 2:
-        return 1.0
     ratios = []
-    for steps in (np.abs(dx).mean(axis=0), np.abs(dy).mean(axis=1)):
+    for steps in (col_steps, row_steps):
         if steps.size < period:
             continue
         on_grid = (np.arange(steps.size) + 1) % period == 0

@@ -137,3 +137,42 @@ class TestReadImage:
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
         assert read_image(str(path)).issue == "truncated"
+
+    @pytest.mark.parametrize("name, keep", [("cut.jpg", 300), ("cut.png", 40), ("cut.gif", 20)])
+    def test_image_cut_inside_its_headers_is_truncated(self, tmp_path: Path, name: str,
+                                                       keep: int) -> None:
+        """A file that starts like an image but ends in its headers is 'truncated'."""
+        Image.new("RGB", (600, 400), (90, 120, 150)).save(tmp_path / name)
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(data[:keep])
+        rec = read_image(str(tmp_path / name))
+        assert rec.issue == "truncated", rec.detail
+
+    def test_text_named_like_an_image_is_unreadable_not_truncated(self, tmp_path: Path) -> None:
+        """A CSV saved as .jpg has no image signature: it is 'unreadable'."""
+        (tmp_path / "notes.jpg").write_text("id,label\n1,cat\n")
+        assert read_image(str(tmp_path / "notes.jpg")).issue == "unreadable"
+
+    def test_filter_features_match_their_textbook_definitions(self, tmp_path: Path) -> None:
+        """Sharpness, noise, Haar detail share and blockiness equal the plain 2-D formulas."""
+        rng = np.random.default_rng(3)
+        grey = np.clip(rng.normal(120, 40, (45, 67)), 0, 255).astype(np.uint8)
+        Image.fromarray(grey).save(tmp_path / "g.png")
+        f = self._features(tmp_path / "g.png")
+        x = grey.astype(np.float64)
+        lap = x[1:-1, :-2] + x[1:-1, 2:] + x[:-2, 1:-1] + x[2:, 1:-1] - 4 * x[1:-1, 1:-1]
+        d2x = x[:, :-2] - 2 * x[:, 1:-1] + x[:, 2:]
+        second = d2x[:-2] - 2 * d2x[1:-1] + d2x[2:]
+        noise = np.sqrt(np.pi / 2) * np.abs(second).sum() / (6 * 43 * 65)
+        e = x[:44, :66]
+        a, b, c, d = e[0::2, 0::2], e[0::2, 1::2], e[1::2, 0::2], e[1::2, 1::2]
+        detail = ((a - b + c - d) ** 2 + (a + b - c - d) ** 2 + (a - b - c + d) ** 2).sum() / 4
+        assert f["sharpness"] == pytest.approx(lap.var(), rel=1e-5)
+        assert f["noise_level"] == pytest.approx(noise, rel=1e-5)
+        assert f["high_freq_energy"] == pytest.approx(detail / ((e - e.mean()) ** 2).sum(),
+                                                      rel=1e-6)
+        ratios = []
+        for steps in (np.abs(np.diff(x, axis=1)).mean(axis=0), np.abs(np.diff(x, axis=0)).mean(1)):
+            grid = (np.arange(steps.size) + 1) % 8 == 0
+            ratios.append(steps[grid].mean() / steps[~grid].mean())
+        assert f["blockiness"] == pytest.approx(np.mean(ratios), rel=1e-6)

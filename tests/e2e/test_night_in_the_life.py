@@ -362,10 +362,6 @@ class TestHostileInputs:
         assert "other.jpg" not in hostile_run.report_text
         assert "secret.jpg" not in hostile_run.report_text + hostile_run.html
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "analyzer/images.py read_image: a JPEG cut inside its headers fails in Image.open "
-        "with OSError('Truncated File Read') and is counted as 'unreadable: not an image' "
-        "instead of 'truncated' (only errors from img.load() are checked for truncation)"))
     def test_jpeg_truncated_in_its_headers_is_counted_as_truncated(
         self, hostile_run: HostileRun
     ) -> None:
