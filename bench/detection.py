@@ -300,7 +300,6 @@ class Verdict:
     drift: bool
     fired: list[str]
     tests: list[list[Any]] = field(default_factory=list)
-    tests: list[list[Any]] = field(default_factory=list)
 
 
 class Detector(Protocol):
