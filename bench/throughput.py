@@ -33,9 +33,8 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-from analyzer.dataset import profile_folder  # noqa: E402
-from analyzer.options import AnalyzerOptions  # noqa: E402
+# The analyzer is imported inside the functions that use it: the bare-decode workers
+# re-import this module (forkserver) and must stay bare, without the analyzer's imports.
 
 
 def _write_one(args: tuple[Path, int, int, int, int]) -> None:
@@ -142,6 +141,9 @@ def child(kind: str, folder: Path, workers: int, model: str | None) -> dict[str,
             with ctx.Pool(workers, initializer=_bare_init, initargs=(model,)) as pool:
                 done = sum(pool.imap_unordered(_bare_chunk, chunks))
         else:
+            from analyzer.dataset import profile_folder
+            from analyzer.options import AnalyzerOptions
+
             options = AnalyzerOptions(workers=workers, progress="off")
             done = profile_folder(folder, options, model).image_count
         elapsed = time.perf_counter() - start
