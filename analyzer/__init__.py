@@ -1,8 +1,10 @@
 """driftd's analyzer: profile folders of images, compare them, report drift.
 
 ``from analyzer import DatasetAnalyzer, generate_html_report`` works as in the seed; see
-docs/ARCHITECTURE.md "Analyzer public API". ``generate_html_report`` is imported lazily from
-``analyzer.html`` so the rest of the package does not pay for (or depend on) the renderer.
+docs/ARCHITECTURE.md "Analyzer public API". The comparison (``compare``, ``DriftReport``,
+``metric_rows``: scipy, ~75 MB) and the renderer (``generate_html_report``: matplotlib,
+Jinja2) are imported lazily, so profiling a folder — in the parent and in every worker —
+does not pay for them.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from analyzer.errors import (
 )
 from analyzer.options import AnalyzerOptions
 from analyzer.profile import Profile
-from analyzer.report import DriftReport, compare, metric_rows
 from analyzer.severity import Severity
 
 if TYPE_CHECKING:
     from analyzer.html import generate_html_report
+    from analyzer.report import DriftReport, compare, metric_rows
 
 __all__ = [
     "AnalyzerError",
@@ -43,9 +45,17 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "generate_html_report":
-        from analyzer.html import generate_html_report
+_LAZY = {
+    "generate_html_report": "analyzer.html",
+    "DriftReport": "analyzer.report",
+    "compare": "analyzer.report",
+    "metric_rows": "analyzer.report",
+}
 
-        return generate_html_report
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'analyzer' has no attribute {name!r}")
