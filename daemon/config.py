@@ -188,11 +188,13 @@ class HttpSettings(_Section):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        if not value:
-            return value
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"listen {value!r} must be HOST:PORT, e.g. '127.0.0.1:8000'")
+        """Empty or ``off`` disables it; else the status server's own parser must accept it,
+        so a bad address is a config error before start, not a crash at start."""
+        if value.strip().lower() in ("", "off"):
+            return ""
+        from daemon.http import parse_listen
+
+        parse_listen(value)
         return value
 
 

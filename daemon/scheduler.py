@@ -319,17 +319,19 @@ class Daemon:
         return 0
 
     def _start_http(self) -> Any | None:
-        if not self.settings.http.listen:
-            return None
-        from daemon.http import StatusServer
+        from daemon.http import start_status_server
         from daemon.status import FileStatusProvider
+        from sinks.outbox import Outbox
         from sinks.state import StateDB
 
-        state = StateDB(self.settings.data.state_dir / STATE_DB_NAME)
-        provider = FileStatusProvider(self.settings.data.reports_path, state, None, self.status)
-        server = StatusServer(self.settings.http.listen, provider)
-        server.start()
-        return server
+        state_path = self.settings.data.state_dir / STATE_DB_NAME
+        # No store: the HTTP thread never pings the database; the outage the runs recorded
+        # in the state file is what /healthz reports.
+        provider = FileStatusProvider(
+            self.settings.data.reports_path, StateDB(state_path), None, self.status,
+            outbox=Outbox(state_path),
+        )
+        return start_status_server(self.settings.http.listen, provider)
 
 
 def status_report(settings: Settings) -> dict[str, Any]:

@@ -51,6 +51,18 @@ class TestLoadSettings:
         with pytest.raises(ConfigError, match=r"analysis\.alpah: unknown key"):
             load_settings(config_file("[analysis]\nalpah = 0.01\n", base=""))
 
+    @pytest.mark.parametrize("listen", ["::1:8000", "localhost", "127.0.0.1:99999"])
+    def test_a_listen_address_the_server_cannot_bind_is_a_config_error(
+        self, config_file: Callable[..., Path], listen: str
+    ) -> None:
+        """A malformed [http] listen is reported before start, not as a crash at start."""
+        with pytest.raises(ConfigError, match=r"http\.listen:"):
+            load_settings(config_file(f'[http]\nlisten = "{listen}"\n'))
+
+    def test_listen_off_disables_the_status_api(self, config_file: Callable[..., Path]) -> None:
+        """`listen = "off"` is accepted and means no listener."""
+        assert load_settings(config_file('[http]\nlisten = "off"\n')).http.listen == ""
+
     def test_relative_paths_resolve_against_the_config_folder(
         self, config_file: Callable[..., Path], tmp_path: Path
     ) -> None:
