@@ -18,10 +18,10 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from sinks.sqlite_file import connect_sqlite
+
 OutboxStatus = Literal["pending", "sent", "dead", "silenced"]
 
-#: Milliseconds a writer waits for another connection's lock before failing.
-BUSY_TIMEOUT_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -92,17 +92,9 @@ class Outbox:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path,
-            timeout=BUSY_TIMEOUT_MS / 1000,
-            check_same_thread=False,
-            isolation_level=None,  # autocommit; migrations open their own transaction
-        )
+        self._db = connect_sqlite(self.path, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
-        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._db.execute("PRAGMA journal_mode = WAL")
         self._migrate()
 
     def _migrate(self) -> None:

@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from sinks.errors import SinkError
+from sinks.sqlite_file import connect_sqlite
 from sinks.store.base import as_utc
 from sinks.store.migrations import Migration, migrate_sqlite
-
-BUSY_TIMEOUT_MS = 30_000
-"""How long a writer waits for another connection (e.g. the outbox) to release the lock."""
 
 DEFAULT_MAX_ATTEMPTS = 3
 """A folder date that failed this many times is treated as done (it needs a manual rerun)."""
@@ -114,17 +112,12 @@ class StateDB:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode = WAL")
             migrate_sqlite(conn, MIGRATIONS, table="state_migrations")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with closing(
-                sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            ) as conn:
-                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            with closing(connect_sqlite(self.path)) as conn:
                 yield conn
         except (sqlite3.Error, OSError) as err:
             raise StateError(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sinks.errors import StoreUnavailable
 from sinks.files import dumps_json
+from sinks.sqlite_file import connect_sqlite
 from sinks.store.base import (
     MetricPoint,
     NightRecord,
@@ -25,9 +26,6 @@ from sinks.store.base import (
     unique_metrics,
 )
 from sinks.store.migrations import migrate_sqlite
-
-BUSY_TIMEOUT_MS = 30_000
-"""How long a writer waits for another connection's lock before failing."""
 
 
 def sqlite_url(path: Path | str) -> str:
@@ -62,12 +60,7 @@ class SQLiteStore:
     @contextmanager
     def _connect(self, action: str) -> Iterator[sqlite3.Connection]:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with closing(
-                sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            ) as conn:
-                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                conn.execute("PRAGMA journal_mode = WAL")
+            with closing(connect_sqlite(self.path)) as conn:
                 yield conn
         except (sqlite3.Error, OSError) as err:
             raise StoreUnavailable(
