@@ -37,6 +37,9 @@ FEATURES: tuple[str, ...] = (
     "mean_b",
     "saturation",  # mean HSV saturation, 0..1
     "colorfulness",  # Hasler & Süsstrunk colourfulness
+    "red_share",  # mean over pixels of r / (r + g + b), 0 for black pixels; 0..1
+    "green_share",  # (the three shares sum to the share of non-black pixels)
+    "blue_share",
     "sharpness",  # variance of the 4-neighbour Laplacian of luma
     "entropy",  # Shannon entropy of the luma histogram, bits (0..8)
     "noise_level",  # Immerkær's fast noise sigma estimate, luma units
@@ -54,6 +57,7 @@ _QUALITY, _WIDTH, _HEIGHT, _ASPECT, _FILE_SIZE = (
     for name in ("jpeg_quality", "width", "height", "aspect_ratio", "file_size")
 )
 _LEVELS = np.arange(256, dtype=np.float64)
+_AT = {name: i for i, name in enumerate(FEATURES)}
 
 CATEGORIES: tuple[str, ...] = ("format", "mode", "size")
 
@@ -275,7 +279,8 @@ def _features(rgb: Image.Image, factor: int, histogram: npt.NDArray[np.int64]
 
     ``histogram`` is ``rgb.histogram()`` (3×256). Brightness, contrast, entropy and channel
     means come exactly from the luma and channel histograms. Colour statistics (saturation,
-    colourfulness) are low-frequency, so they are computed on a further 4× box-reduced copy.
+    colourfulness, channel shares) are low-frequency, so they are computed on a further 4×
+    box-reduced copy (images of at least 32 px a side; smaller ones as they are).
     The high-frequency ones (sharpness, noise, Haar detail, blockiness) use the analysis
     image's luma, with every filter done as one contiguous pass over the flattened image
     (see ``_luma_filters``).
@@ -285,30 +290,40 @@ def _features(rgb: Image.Image, factor: int, histogram: npt.NDArray[np.int64]
     luma_hist = np.asarray(luma_img.histogram(), dtype=np.float64)
     n = luma_hist.sum()
     mean = float(_LEVELS @ luma_hist / n)
-    out[0] = mean
-    out[1] = math.sqrt(max(0.0, float((_LEVELS - mean) ** 2 @ luma_hist / n)))
-    out[2:5] = histogram.reshape(3, 256).astype(np.float64) @ _LEVELS / n
+    out[_AT["brightness"]] = mean
+    out[_AT["contrast"]] = math.sqrt(max(0.0, float((_LEVELS - mean) ** 2 @ luma_hist / n)))
+    out[_AT["mean_r"]:_AT["mean_b"] + 1] = (
+        histogram.reshape(3, 256).astype(np.float64) @ _LEVELS / n)
     small = rgb.reduce(4) if min(rgb.size) >= 32 else rgb
-    r, g, b = (np.asarray(c, dtype=np.float32) for c in small.split())
+    r, g, b = (np.asarray(c, dtype=np.float32).reshape(-1) for c in small.split())
     high = np.maximum(np.maximum(r, g), b)
     low = np.minimum(np.minimum(r, g), b)
-    out[5] = float(np.mean((high - low) / np.maximum(high, 1.0)))
+    out[_AT["saturation"]] = float(np.mean((high - low) / np.maximum(high, 1.0)))
     rg = r - g
     yb = 0.5 * (r + g) - b
-    out[6] = math.hypot(float(rg.std()), float(yb.std())) + 0.3 * math.hypot(
+    out[_AT["colorfulness"]] = math.hypot(float(rg.std()), float(yb.std())) + 0.3 * math.hypot(
         float(rg.mean()), float(yb.mean())
     )
+    # Channel shares (deepchecks' "mean relative intensity"): c / (r + g + b) per pixel, 0
+    # where the pixel is black, averaged. Unlike the channel means they do not move with
+    # brightness, so a colour cast stands out against image-to-image exposure changes.
+    total = r + g + b
+    inverse = np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)
+    size = float(total.size)
+    out[_AT["red_share"]] = float(np.dot(r, inverse)) / size
+    out[_AT["green_share"]] = float(np.dot(g, inverse)) / size
+    out[_AT["blue_share"]] = float(np.dot(b, inverse)) / size
     p = luma_hist[luma_hist > 0] / n
-    out[8] = max(0.0, float(-(p * np.log2(p)).sum()))
+    out[_AT["entropy"]] = max(0.0, float(-(p * np.log2(p)).sum()))
+    filtered = (_AT["sharpness"], _AT["noise_level"], _AT["high_freq_energy"], _AT["blockiness"])
     w, h = luma_img.size
+    period = max(1, 8 // factor)
     if h >= 3 and w >= 3:
-        out[7], out[9], out[10], out[11] = _luma_filters(
-            np.asarray(luma_img), luma_hist, max(1, 8 // factor))
+        out[list(filtered)] = _luma_filters(np.asarray(luma_img), luma_hist, period)
     else:  # a sliver: no interior pixel for the second-order filters
         luma = np.asarray(luma_img, dtype=np.float32)
-        out[10] = _haar_detail_share(luma, luma_hist)
-        period = max(1, 8 // factor)
-        out[11] = 1.0 if period < 2 else _blockiness(
+        out[_AT["high_freq_energy"]] = _haar_detail_share(luma, luma_hist)
+        out[_AT["blockiness"]] = 1.0 if period < 2 else _blockiness(
             np.abs(np.diff(luma, axis=1)).mean(axis=0), np.abs(np.diff(luma, axis=0)).mean(axis=1),
             period)
     return out

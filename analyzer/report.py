@@ -2,12 +2,16 @@
 
 All two-sample tests of one report — image features and model outputs alike — form ONE
 family whose p-values are corrected together (``options.correction``, Holm by default) at the
-family-wise ``options.alpha``. A test is *significant* when its adjusted p-value is at most
-``alpha``; its severity then comes from its effect size (``options.wasserstein_*`` for
-continuous features, ``options.psi_*`` for categorical ones), so a large night does not alarm
-on a trivial difference. A section's severity is the highest of its tests; ``overall_severity``
-is the highest of the sections (data quality included) and ``overall_drift_detected`` is
-``overall_severity != "none"``.
+family-wise ``options.alpha``. A test whose pooled sample (baseline and current together)
+holds a single value — every image 28×28, every file a PNG — cannot reject and is left out
+of the family (reported with ``p_adjusted`` 1.0): the choice depends only on the pooled
+sample, not on how it splits between the two sides, so the family-wise level still holds,
+and the remaining tests are not diluted by tests that could never fire. A test is
+*significant* when its adjusted p-value is at most ``alpha``; its severity then comes from
+its effect size (``options.wasserstein_*`` for continuous features, ``options.psi_*`` for
+categorical ones), so a large night does not alarm on a trivial difference. A section's
+severity is the highest of its tests; ``overall_severity`` is the highest of the sections
+(data quality included) and ``overall_drift_detected`` is ``overall_severity != "none"``.
 """
 
 from __future__ import annotations
@@ -191,6 +195,7 @@ class _Planned:
     feature: str
     section: str
     outcome: TwoSample | None  # None: too few samples, not part of the family
+    constant: bool  # the pooled sample holds one value: reported, not part of the family
     baseline_mean: float
     current_mean: float
     baseline_n: int
@@ -208,7 +213,9 @@ def _plan_ks(base: Profile, cur: Profile, feature: str, section: str,
     b, c = base.sample(feature), cur.sample(feature)
     enough = min(b.size, c.size) >= options.min_samples
     outcome = ks_test(b, c, _scale(base, feature)) if enough else None
-    return _Planned(feature, section, outcome, base.moments[feature].mean,
+    low, high = base.moments[feature], cur.moments[feature]
+    constant = min(low.min, high.min) == max(low.max, high.max)
+    return _Planned(feature, section, outcome, constant, base.moments[feature].mean,
                     cur.moments[feature].mean, base.moments[feature].count,
                     cur.moments[feature].count)
 
@@ -218,12 +225,14 @@ def _plan_chi2(base: Categories, cur: Categories, feature: str, section: str,
     nb, nc = sum(base.counts.values()), sum(cur.counts.values())
     enough = min(nb, nc) >= options.min_samples
     outcome = chi2_test(base.counts, cur.counts) if enough else None
-    return _Planned(feature, section, outcome, math.nan, math.nan, nb, nc)
+    seen = {k for counts in (base.counts, cur.counts) for k, v in counts.items() if v > 0}
+    return _Planned(feature, section, outcome, len(seen) <= 1, math.nan, math.nan, nb, nc)
 
 
 def _finish(plans: list[_Planned], options: AnalyzerOptions) -> list[TestResult]:
     """Correct the whole family at once and grade each test."""
-    run = [(i, p.outcome.p_value) for i, p in enumerate(plans) if p.outcome is not None]
+    run = [(i, p.outcome.p_value) for i, p in enumerate(plans)
+           if p.outcome is not None and not p.constant]
     corrected = adjust([p for _, p in run], options.correction)
     adjusted = {i: q for (i, _), q in zip(run, corrected, strict=True)}
     results = []

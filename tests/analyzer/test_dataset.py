@@ -113,6 +113,20 @@ class TestReadImage:
         f = self._features(tmp_path / "r.jpg")
         assert (f["width"], f["height"]) == (20, 40)
 
+    def test_channel_shares_follow_a_colour_cast_but_not_exposure(self, tmp_path: Path) -> None:
+        """Shares average c/(r+g+b), black pixels as 0: dimming keeps them, a cast moves them."""
+        pixels = np.zeros((40, 40, 3), dtype=np.uint8)
+        pixels[:20] = (200, 100, 100)  # top half tinted red, bottom half black
+        Image.fromarray(pixels).save(tmp_path / "a.png")
+        Image.fromarray(pixels // 2).save(tmp_path / "dim.png")
+        cast = pixels.astype(np.float64) * (1.0, 1.0, 0.5)
+        Image.fromarray(cast.astype(np.uint8)).save(tmp_path / "cast.png")
+        a, dim, c = (self._features(tmp_path / n) for n in ("a.png", "dim.png", "cast.png"))
+        assert (a["red_share"], a["green_share"], a["blue_share"]) == pytest.approx(
+            (0.25, 0.125, 0.125), abs=1e-6)
+        assert dim["red_share"] == pytest.approx(a["red_share"], abs=1e-3)
+        assert c["blue_share"] < a["blue_share"] and c["red_share"] > a["red_share"]
+
     def test_16_bit_grey_png_is_scaled_not_clipped(self, tmp_path: Path) -> None:
         """A 16-bit grey PNG at half scale reads as mid-grey, not white."""
         Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16)).save(tmp_path / "g.png")

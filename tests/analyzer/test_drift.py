@@ -96,6 +96,19 @@ def test_tests_of_a_report_form_one_corrected_family(
     assert graded and all(t["effect_size"] >= t["threshold"] for t in graded)
 
 
+def test_constant_features_do_not_dilute_the_corrected_family(
+        tmp_path: Path, baseline: dict[str, Any]) -> None:
+    """Size, JPEG quality and format are the same for every image: reported, left out of Holm."""
+    report = _report(tmp_path, baseline, noise=6.0)
+    tests = {t["feature"]: t for t in report["pixel_distribution_drift"]["tests"]}
+    constant = ("width", "height", "aspect_ratio", "jpeg_quality", "format", "mode")
+    assert all(tests[f]["p_adjusted"] == 1.0 and not tests[f]["significant"] for f in constant)
+    family = [t for name, t in tests.items() if name not in constant]
+    smallest = min(family, key=lambda t: t["p_value"])
+    assert smallest["p_adjusted"] == pytest.approx(
+        min(1.0, smallest["p_value"] * len(family)))
+
+
 def test_compare_takes_the_clock_from_the_caller(baseline: dict[str, Any]) -> None:
     """`compare` stamps the report with the `now` it is given and the given report id."""
     profile = Profile.from_dict(baseline)
