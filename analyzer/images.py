@@ -32,13 +32,14 @@ from PIL import Image
 FEATURES: tuple[str, ...] = (
     "brightness",  # mean luma (ITU-R 601), 0..255
     "contrast",  # RMS contrast: standard deviation of luma, 0..~128
+    "luma_p99",  # 99th percentile of luma, 0..255: the highlights (over-exposure moves it)
     "mean_r",  # mean of the red channel, 0..255
     "mean_g",
     "mean_b",
     "saturation",  # mean HSV saturation, 0..1
     "colorfulness",  # Hasler & Süsstrunk colourfulness
-    "red_share",  # mean over pixels of r / (r + g + b), 0 for black pixels; 0..1
-    "green_share",  # (the three shares sum to the share of non-black pixels)
+    "red_share",  # share of the image's light in red: sum(r) / sum(r + g + b), 0..1
+    "green_share",  # (the three sum to 1; 1/3 each for a grey image, 0 for an all-black one)
     "blue_share",
     "sharpness",  # variance of the 4-neighbour Laplacian of luma
     "entropy",  # Shannon entropy of the luma histogram, bits (0..8)
@@ -277,10 +278,10 @@ def _features(rgb: Image.Image, factor: int, histogram: npt.NDArray[np.int64]
               ) -> npt.NDArray[np.float64]:
     """Pixel features of the analysis image, in ``FEATURES`` order (geometry left at 0).
 
-    ``histogram`` is ``rgb.histogram()`` (3×256). Brightness, contrast, entropy and channel
-    means come exactly from the luma and channel histograms. Colour statistics (saturation,
-    colourfulness, channel shares) are low-frequency, so they are computed on a further 4×
-    box-reduced copy (images of at least 32 px a side; smaller ones as they are).
+    ``histogram`` is ``rgb.histogram()`` (3×256). Brightness, contrast, the luma percentile,
+    entropy, channel means and shares come exactly from the luma and channel histograms.
+    Colour statistics (saturation, colourfulness) are low-frequency, so they are computed on
+    a further 4× box-reduced copy (images of at least 32 px a side; smaller ones as they are).
     The high-frequency ones (sharpness, noise, Haar detail, blockiness) use the analysis
     image's luma, with every filter done as one contiguous pass over the flattened image
     (see ``_luma_filters``).
@@ -292,8 +293,16 @@ def _features(rgb: Image.Image, factor: int, histogram: npt.NDArray[np.int64]
     mean = float(_LEVELS @ luma_hist / n)
     out[_AT["brightness"]] = mean
     out[_AT["contrast"]] = math.sqrt(max(0.0, float((_LEVELS - mean) ** 2 @ luma_hist / n)))
-    out[_AT["mean_r"]:_AT["mean_b"] + 1] = (
-        histogram.reshape(3, 256).astype(np.float64) @ _LEVELS / n)
+    out[_AT["luma_p99"]] = float(np.searchsorted(np.cumsum(luma_hist), 0.99 * n))
+    channel_means = histogram.reshape(3, 256).astype(np.float64) @ _LEVELS / n
+    out[_AT["mean_r"]:_AT["mean_b"] + 1] = channel_means
+    # Channel shares of the light: unlike the channel means they do not move with exposure,
+    # and unlike a per-pixel c / (r + g + b) averaged over the image (deepchecks' "relative
+    # intensity") they do not move with the share of black pixels, so a colour cast stands
+    # out against image-to-image exposure and framing (bench/results/detection.md).
+    light = float(channel_means.sum())
+    if light > 0.0:
+        out[_AT["red_share"]:_AT["blue_share"] + 1] = channel_means / light
     small = rgb.reduce(4) if min(rgb.size) >= 32 else rgb
     r, g, b = (np.asarray(c, dtype=np.float32).reshape(-1) for c in small.split())
     high = np.maximum(np.maximum(r, g), b)
@@ -304,15 +313,6 @@ def _features(rgb: Image.Image, factor: int, histogram: npt.NDArray[np.int64]
     out[_AT["colorfulness"]] = math.hypot(float(rg.std()), float(yb.std())) + 0.3 * math.hypot(
         float(rg.mean()), float(yb.mean())
     )
-    # Channel shares (deepchecks' "mean relative intensity"): c / (r + g + b) per pixel, 0
-    # where the pixel is black, averaged. Unlike the channel means they do not move with
-    # brightness, so a colour cast stands out against image-to-image exposure changes.
-    total = r + g + b
-    inverse = np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)
-    size = float(total.size)
-    out[_AT["red_share"]] = float(np.dot(r, inverse)) / size
-    out[_AT["green_share"]] = float(np.dot(g, inverse)) / size
-    out[_AT["blue_share"]] = float(np.dot(b, inverse)) / size
     p = luma_hist[luma_hist > 0] / n
     out[_AT["entropy"]] = max(0.0, float(-(p * np.log2(p)).sum()))
     filtered = (_AT["sharpness"], _AT["noise_level"], _AT["high_freq_energy"], _AT["blockiness"])

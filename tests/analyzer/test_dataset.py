@@ -113,19 +113,34 @@ class TestReadImage:
         f = self._features(tmp_path / "r.jpg")
         assert (f["width"], f["height"]) == (20, 40)
 
-    def test_channel_shares_follow_a_colour_cast_but_not_exposure(self, tmp_path: Path) -> None:
-        """Shares average c/(r+g+b), black pixels as 0: dimming keeps them, a cast moves them."""
+    def test_channel_shares_follow_a_colour_cast_not_exposure_or_framing(
+            self, tmp_path: Path) -> None:
+        """Shares are each channel's part of the light: a cast moves them, dimming or more
+        black background does not."""
         pixels = np.zeros((40, 40, 3), dtype=np.uint8)
         pixels[:20] = (200, 100, 100)  # top half tinted red, bottom half black
         Image.fromarray(pixels).save(tmp_path / "a.png")
         Image.fromarray(pixels // 2).save(tmp_path / "dim.png")
+        framed = pixels.copy()
+        framed[:10] = 0
+        Image.fromarray(framed).save(tmp_path / "framed.png")
         cast = pixels.astype(np.float64) * (1.0, 1.0, 0.5)
         Image.fromarray(cast.astype(np.uint8)).save(tmp_path / "cast.png")
-        a, dim, c = (self._features(tmp_path / n) for n in ("a.png", "dim.png", "cast.png"))
-        assert (a["red_share"], a["green_share"], a["blue_share"]) == pytest.approx(
-            (0.25, 0.125, 0.125), abs=1e-6)
-        assert dim["red_share"] == pytest.approx(a["red_share"], abs=1e-3)
-        assert c["blue_share"] < a["blue_share"] and c["red_share"] > a["red_share"]
+        a, dim, framed_f, c = (self._features(tmp_path / n)
+                               for n in ("a.png", "dim.png", "framed.png", "cast.png"))
+        shares = ("red_share", "green_share", "blue_share")
+        assert [a[k] for k in shares] == pytest.approx([0.5, 0.25, 0.25])
+        for other in (dim, framed_f):
+            assert [other[k] for k in shares] == pytest.approx([0.5, 0.25, 0.25])
+        assert [c[k] for k in shares] == pytest.approx([200 / 350, 100 / 350, 50 / 350])
+
+    def test_luma_p99_sees_highlights(self, tmp_path: Path) -> None:
+        """The 99th luma percentile is the level of the brightest 1% of pixels."""
+        luma = np.full((20, 50), 40, dtype=np.uint8)
+        luma[0, :20] = 250  # 2% of the pixels blown out
+        Image.fromarray(luma).save(tmp_path / "h.png")
+        f = self._features(tmp_path / "h.png")
+        assert f["luma_p99"] == 250 and f["brightness"] == pytest.approx(44.2)
 
     def test_16_bit_grey_png_is_scaled_not_clipped(self, tmp_path: Path) -> None:
         """A 16-bit grey PNG at half scale reads as mid-grey, not white."""
