@@ -304,14 +304,19 @@ def _features(rgb: Image.Image, factor: int, histogram: npt.NDArray[np.int64]
     if light > 0.0:
         out[_AT["red_share"]:_AT["blue_share"] + 1] = channel_means / light
     small = rgb.reduce(4) if min(rgb.size) >= 32 else rgb
-    r, g, b = (np.asarray(c, dtype=np.float32).reshape(-1) for c in small.split())
+    # One uint8 -> float32 conversion; the channels are strided views of it.
+    r, g, b = np.asarray(small, dtype=np.float32).reshape(-1, 3).T
     high = np.maximum(np.maximum(r, g), b)
     low = np.minimum(np.minimum(r, g), b)
-    out[_AT["saturation"]] = float(np.mean((high - low) / np.maximum(high, 1.0)))
+    np.subtract(high, low, out=low)
+    np.maximum(high, 1.0, out=high)
+    out[_AT["saturation"]] = _mean32(np.divide(low, high, out=low))
     rg = r - g
-    yb = 0.5 * (r + g) - b
-    out[_AT["colorfulness"]] = math.hypot(float(rg.std()), float(yb.std())) + 0.3 * math.hypot(
-        float(rg.mean()), float(yb.mean())
+    yb = np.add(r, g, out=high)
+    np.multiply(yb, 0.5, out=yb)
+    np.subtract(yb, b, out=yb)
+    out[_AT["colorfulness"]] = math.hypot(_std32(rg), _std32(yb)) + 0.3 * math.hypot(
+        _mean32(rg), _mean32(yb)
     )
     p = luma_hist[luma_hist > 0] / n
     out[_AT["entropy"]] = max(0.0, float(-(p * np.log2(p)).sum()))
@@ -327,6 +332,20 @@ def _features(rgb: Image.Image, factor: int, histogram: npt.NDArray[np.int64]
             np.abs(np.diff(luma, axis=1)).mean(axis=0), np.abs(np.diff(luma, axis=0)).mean(axis=1),
             period)
     return out
+
+
+def _mean32(x: npt.NDArray[np.float32]) -> float:
+    """``float(x.mean())`` of a 1-D float32 array, bit for bit, without ``np.mean``'s wrapper.
+
+    numpy sums in float32 (pairwise), divides in float64 and rounds the mean to float32.
+    """
+    return float(np.float32(float(np.add.reduce(x)) / x.size))
+
+
+def _std32(x: npt.NDArray[np.float32]) -> float:
+    """``float(x.std())`` of a 1-D float32 array, bit for bit (numpy's rounding steps)."""
+    d = x - np.float32(_mean32(x))
+    return float(np.float32(math.sqrt(np.float32(float(np.add.reduce(d * d)) / x.size))))
 
 
 def _luma_filters(luma8: npt.NDArray[np.uint8], luma_hist: npt.NDArray[np.float64],
