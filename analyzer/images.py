@@ -263,10 +263,10 @@ class _Scratch(threading.local):
     ones: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)
 
     def get(self, h: int, w: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """Five flat buffers of ``h * w`` float32 (as rows of one array) and a ones vector."""
+        """Six flat buffers of ``h * w`` float32 (as rows of one array) and a ones vector."""
         if self.shape != (h, w):
             self.shape = (h, w)
-            self.bufs = np.empty((5, h * w), dtype=np.float32)
+            self.bufs = np.empty((6, h * w), dtype=np.float32)
             self.ones = np.ones(h * w, dtype=np.float32)
         return self.bufs, self.ones
 
@@ -366,34 +366,34 @@ def _luma_filters(luma8: npt.NDArray[np.uint8], luma_hist: npt.NDArray[np.float6
     """
     h, w = luma8.shape
     size = h * w
+    m = size - 2 * w
     bufs, ones = _scratch.get(h, w)
-    img, dx, d2x, d2y, tmp = bufs
+    img, dx, d2x, dy, tmp, lap = bufs
     np.copyto(img, luma8.reshape(-1))
+    # Every value below is an integer of at most 4080 in magnitude, exact in float32, so the
+    # order of the differences does not change any result; only the sums round.
     # dx[k] = I[k+1] - I[k]: row i's column w-1 wraps (garbage).
     np.subtract(img[1:], img[:-1], out=dx[:-1])
     dx[-1] = 0.0
     # d2x[k] = I[k] - 2 I[k+1] + I[k+2], centred on k+1: columns w-2, w-1 wrap.
     np.subtract(dx[1:], dx[:-1], out=d2x[:-1])
     d2x[-1] = 0.0
-    # d2y[k] = I[k] - 2 I[k+w] + I[k+2w], centred on k+w.
-    m = size - 2 * w
-    np.subtract(img[2 * w:], img[w:-w], out=d2y[:m])
-    np.subtract(d2y[:m], img[w:-w], out=d2y[:m])
-    np.add(d2y[:m], img[:m], out=d2y[:m])
+    # dy[k] = I[k+w] - I[k]; d2y[k] = dy[k+w] - dy[k] = I[k] - 2 I[k+w] + I[k+2w], centred
+    # on k+w (kept in tmp).
+    np.subtract(img[w:], img[:-w], out=dy[:size - w])
+    d2y = np.subtract(dy[w:size - w], dy[:m], out=tmp[:m])
     # Laplacian centred on c = w..size-w-1 (rows 1..h-2): d2x[c-1] + d2y[c-w].
-    lap = tmp[:m]
-    np.add(d2x[w - 1:size - w - 1], d2y[:m], out=lap)
-    lap2d = lap.reshape(h - 2, w)
+    np.add(d2x[w - 1:size - w - 1], d2y, out=lap[:m])
+    lap2d = lap[:m].reshape(h - 2, w)
     lap2d[:, 0] = 0.0  # column 0 and w-1 are not interior
     lap2d[:, -1] = 0.0
     count = (h - 2) * (w - 2)
-    lap_mean = float(np.dot(lap, ones[:m])) / count
-    sharpness = max(0.0, float(np.dot(lap, lap)) / count - lap_mean * lap_mean)
-    # Immerkær: the vertical [1 -2 1] of d2x, centred on d2x[c-1] for c in rows 1..h-2.
-    second = tmp[:m]
-    np.subtract(d2x[2 * w:], d2x[w:-w], out=second)
-    np.subtract(second, d2x[w:-w], out=second)
-    np.add(second, d2x[:m], out=second)
+    lap_mean = float(np.dot(lap[:m], ones[:m])) / count
+    sharpness = max(0.0, float(np.dot(lap[:m], lap[:m])) / count - lap_mean * lap_mean)
+    # Immerkær: the vertical [1 -2 1] of d2x, as a difference of vertical differences,
+    # centred on d2x[c-1] for c in rows 1..h-2.
+    np.subtract(d2x[w:], d2x[:-w], out=tmp[:size - w])
+    second = np.subtract(tmp[w:size - w], tmp[:m], out=lap[:m])
     np.abs(second, out=second)
     second2d = second.reshape(h - 2, w)
     second2d[:, -2:] = 0.0  # d2x's wrapped columns
@@ -402,10 +402,9 @@ def _luma_filters(luma8: npt.NDArray[np.uint8], luma_hist: npt.NDArray[np.float6
     blockiness = 1.0
     if period >= 2:
         np.abs(dx, out=dx)
-        np.subtract(img[w:], img[:-w], out=d2y[:size - w])
-        np.abs(d2y[:size - w], out=d2y[:size - w])
+        np.abs(dy[:size - w], out=dy[:size - w])
         col_steps = ones[:h] @ dx.reshape(h, w)
-        row_steps = d2y[:size - w].reshape(h - 1, w) @ ones[:w]
+        row_steps = dy[:size - w].reshape(h - 1, w) @ ones[:w]
         blockiness = _blockiness(col_steps[:-1] / h, row_steps / w, period)
     return sharpness, noise, detail_share, blockiness
 
