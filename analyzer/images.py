@@ -24,6 +24,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -334,12 +335,13 @@ def _features(rgb: Image.Image, factor: int, histogram: npt.NDArray[np.int64]
     return out
 
 
-def _mean32(x: npt.NDArray[np.float32]) -> float:
-    """``float(x.mean())`` of a 1-D float32 array, bit for bit, without ``np.mean``'s wrapper.
+def _mean32(x: npt.NDArray[np.floating[Any]]) -> float:
+    """``float(x.mean())`` of a 1-D float array, bit for bit, without ``np.mean``'s wrapper.
 
-    numpy sums in float32 (pairwise), divides in float64 and rounds the mean to float32.
+    numpy sums in the array's dtype (pairwise), divides in float64 and rounds the mean back
+    to the array's dtype.
     """
-    return float(np.float32(float(np.add.reduce(x)) / x.size))
+    return float(x.dtype.type(float(np.add.reduce(x)) / x.size))
 
 
 def _std32(x: npt.NDArray[np.float32]) -> float:
@@ -450,7 +452,14 @@ def _blockiness(col_steps: npt.NDArray[np.float32], row_steps: npt.NDArray[np.fl
     for steps in (col_steps, row_steps):
         if steps.size < period:
             continue
-        on_grid = (np.arange(steps.size) + 1) % period == 0
-        off = float(steps[~on_grid].mean())
-        ratios.append(float(steps[on_grid].mean()) / off if off > 1e-6 else 1.0)
-    return float(np.mean(ratios)) if ratios else 1.0
+        on_grid, off_grid = _grid_masks(steps.size, period)
+        off = _mean32(steps[off_grid])
+        ratios.append(_mean32(steps[on_grid]) / off if off > 1e-6 else 1.0)
+    return sum(ratios) / len(ratios) if ratios else 1.0
+
+
+@functools.lru_cache(maxsize=16)
+def _grid_masks(size: int, period: int) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Boolean masks of the steps on and off a ``period``-pixel grid, for ``size`` steps."""
+    on_grid = (np.arange(size) + 1) % period == 0
+    return on_grid, ~on_grid
