@@ -271,6 +271,22 @@ class _Scratch(threading.local):
             self.ones = np.ones(h * w, dtype=np.float32)
         return self.bufs, self.ones
 
+    haar_shape: tuple[int, int] = (0, 0)
+    pairs: npt.NDArray[np.float32] = np.zeros((0, 0), dtype=np.float32)
+    blocks: npt.NDArray[np.float32] = np.zeros((0, 0), dtype=np.float32)
+    blocks64: npt.NDArray[np.float64] = np.zeros(0, dtype=np.float64)
+
+    def haar(self, h: int, w: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32],
+                                            npt.NDArray[np.float64]]:
+        """Buffers for the 2×2 block sums of an even (h, w) crop: row pairs (h/2, w),
+        blocks (h/2, w/2) and the blocks again as flat float64."""
+        if self.haar_shape != (h, w):
+            self.haar_shape = (h, w)
+            self.pairs = np.empty((h // 2, w), dtype=np.float32)
+            self.blocks = np.empty((h // 2, w // 2), dtype=np.float32)
+            self.blocks64 = np.empty((h // 2) * (w // 2), dtype=np.float64)
+        return self.pairs, self.blocks, self.blocks64
+
 
 _scratch = _Scratch()
 
@@ -434,8 +450,10 @@ def _haar_detail_share(luma: npt.NDArray[np.float32], luma_hist: npt.NDArray[np.
         mean = float(x64.sum()) / size
     # 2×2 block sums are integers <= 1020, exact in float32; their squares are summed in
     # float64 because detail = total - approximation is a small difference of large sums.
-    pairs = luma[0:h:2, :w] + luma[1:h:2, :w]
-    block = (pairs[:, 0::2] + pairs[:, 1::2]).astype(np.float64).reshape(-1)
+    pairs, blocks, block = _scratch.haar(h, w)
+    np.add(luma[0:h:2, :w], luma[1:h:2, :w], out=pairs)
+    np.add(pairs[:, 0::2], pairs[:, 1::2], out=blocks)
+    np.copyto(block, blocks.reshape(-1))
     ac = total - size * mean * mean
     detail = total - 0.25 * float(np.dot(block, block))
     return max(0.0, detail / ac) if ac > 1e-6 * size else 0.0
