@@ -307,19 +307,21 @@ def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
     del files
     chunk = options.chunk_size
     workers = min(options.worker_count, math.ceil(len(paths) / chunk))
-    with Progress(len(paths), options.progress, options.progress_callback, folder.name) as bar:
+    # One BLAS thread here too (see _init_worker): with workers, the parent's few BLAS calls
+    # must not leave OpenBLAS threads spinning on the cores the workers need.
+    with Progress(len(paths), options.progress, options.progress_callback, folder.name) as bar, \
+            threadpool_limits(1, "blas"):
         if workers <= 1:
-            with threadpool_limits(1, "blas"):  # see _init_worker
-                for part in _chunks(paths, chunk):
-                    for rec in process_files(part, config, classifier):
-                        builder.add(rec)
-                    bar.advance(len(part))
+            for part in _chunks(paths, chunk):
+                for rec in process_files(part, config, classifier):
+                    builder.add(rec)
+                bar.advance(len(part))
         else:
             for records in _parallel(paths, chunk, workers, config):
                 for rec in records:
                     builder.add(rec)
                 bar.advance(len(records))
-    builder.flush()
+        builder.flush()
     if profile.image_count == 0:
         counts = ", ".join(f"{i.count} {k}" for k, i in profile.issues.items() if i.count)
         raise EmptyDatasetError(
