@@ -1,8 +1,9 @@
 """The alert outbox: every alert decision is a row in the local state file before it is sent.
 
 Tables live in ``state_dir/state.sqlite`` next to the run ledger (``sinks.state``) and are
-versioned by their own ``outbox_schema_version`` table. The file is opened in WAL mode with a
-busy timeout so the ledger, the outbox and a second process can share it. An alert's ``key``
+versioned by their own ``outbox_migrations`` table (``sinks.store.migrations``). The file is
+opened in WAL mode with a busy timeout so the ledger, the outbox and a second process can
+share it. An alert's ``key``
 (``channel:kind:partition``) is unique: adding it again is a no-op, which is what makes
 reruns and backfills of a date send nothing twice.
 """
@@ -12,13 +13,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 from sinks.sqlite_file import connect_sqlite
+from sinks.store.migrations import Migration, migrate_sqlite
 
 OutboxStatus = Literal["pending", "sent", "dead", "silenced"]
 
@@ -56,32 +57,34 @@ def alert_key(channel: str, kind: str, partition: date) -> str:
     return f"{channel}:{kind}:{partition.isoformat()}"
 
 
-def _migration_1(db: sqlite3.Connection) -> None:
-    db.execute(
-        """
-        CREATE TABLE outbox_alerts (
-            key TEXT PRIMARY KEY,
-            channel TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            partition TEXT NOT NULL,
-            severity TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            status TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at TEXT NOT NULL,
-            last_error TEXT,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            sent_at TEXT
-        )
-        """
-    )
-    db.execute("CREATE INDEX outbox_alerts_due ON outbox_alerts (status, next_attempt_at)")
-    db.execute("CREATE INDEX outbox_alerts_last ON outbox_alerts (channel, kind, partition)")
-
-
-#: Schema migrations in order; version n is MIGRATIONS[n - 1].
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "outbox alerts",
+        (
+            """
+            CREATE TABLE outbox_alerts (
+                key TEXT PRIMARY KEY,
+                channel TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                partition TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TEXT NOT NULL,
+                last_error TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                sent_at TEXT
+            )
+            """,
+            "CREATE INDEX outbox_alerts_due ON outbox_alerts (status, next_attempt_at)",
+            "CREATE INDEX outbox_alerts_last ON outbox_alerts (channel, kind, partition)",
+        ),
+    ),
+)
+"""The outbox's schema steps, applied by ``migrate_sqlite`` into ``outbox_migrations``."""
 
 
 class Outbox:
@@ -99,24 +102,7 @@ class Outbox:
 
     def _migrate(self) -> None:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "CREATE TABLE IF NOT EXISTS outbox_schema_version "
-                    "(version INTEGER NOT NULL, applied_at TEXT NOT NULL)"
-                )
-                row = self._db.execute("SELECT MAX(version) FROM outbox_schema_version").fetchone()
-                current = row[0] or 0
-                for version, migration in enumerate(MIGRATIONS[current:], start=current + 1):
-                    migration(self._db)
-                    self._db.execute(
-                        "INSERT INTO outbox_schema_version VALUES (?, ?)",
-                        (version, _iso(datetime.now(timezone.utc))),
-                    )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            migrate_sqlite(self._db, MIGRATIONS, table="outbox_migrations")
 
     def close(self) -> None:
         """Close the connection; the instance is unusable afterwards."""

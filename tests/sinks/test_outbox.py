@@ -87,7 +87,7 @@ class TestOutbox:
         second.close()
         with sqlite3.connect(path) as db:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-            assert db.execute("SELECT MAX(version) FROM outbox_schema_version").fetchone()[0] == 1
+            assert db.execute("SELECT MAX(version) FROM outbox_migrations").fetchone()[0] == 1
         assert Outbox(path).outbox_counts() == {"sent": 1}
 
     def test_naive_times_are_rejected(self, outbox: Outbox) -> None:
