@@ -1,0 +1,97 @@
+"""Where one image's time goes, on one core: decode, features, histograms, hashes.
+
+Generates ``--n`` seeded JPEGs (as ``bench/throughput.py`` does) and times each step over all
+of them, best of ``--repeat`` passes, in milliseconds per image:
+
+    python bench/per_image.py [--n 300] [--size 640x480] [--dir /tmp/per-image]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from PIL import features as pil_features
+from threadpoolctl import threadpool_info, threadpool_limits
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import throughput  # noqa: E402  (this folder's image generator)
+
+from analyzer.images import _features, _luma_filters, read_image  # noqa: E402
+
+
+def best_ms(step: Callable[[int], object], count: int, repeat: int) -> float:
+    """Fastest of ``repeat`` passes of ``step(i)`` over ``i < count``, in ms per call."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for i in range(count):
+            step(i)
+        best = min(best, time.perf_counter() - start)
+    return best / count * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--size", default="640x480")
+    parser.add_argument("--quality", type=int, default=90)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--dir", type=Path, help="image folder (default: a temp folder)")
+    args = parser.parse_args()
+    threadpool_limits(1, "blas")  # as in the analyzer's workers
+    width, height = (int(v) for v in args.size.split("x"))
+    folder = args.dir or Path(tempfile.mkdtemp(prefix="driftd-per-image-"))
+    throughput.generate(folder, args.n, (width, height), args.quality, os.cpu_count() or 1)
+    paths = sorted(str(p) for p in folder.glob("img_*.jpg"))[: args.n]
+    data = [Path(p).read_bytes() for p in paths]
+    half = []
+    for blob in data:
+        img = Image.open(io.BytesIO(blob))
+        img.draft(None, (img.size[0] // 2, img.size[1] // 2))
+        img.load()
+        half.append(img.convert("RGB"))
+    hists = [np.asarray(img.histogram(), dtype=np.int64) for img in half]
+    lumas = [img.convert("L") for img in half]
+    luma_arrays = [np.asarray(luma) for luma in lumas]
+    luma_hists = [np.asarray(luma.histogram(), dtype=np.float64) for luma in lumas]
+
+    def full_decode(i: int) -> None:
+        Image.open(io.BytesIO(data[i])).load()
+
+    def half_decode(i: int) -> None:
+        img = Image.open(io.BytesIO(data[i]))
+        img.draft(None, (img.size[0] // 2, img.size[1] // 2))
+        img.load()
+
+    steps: list[tuple[str, Callable[[int], object]]] = [
+        ("read_image (all below)", lambda i: read_image(paths[i])),
+        ("bare full-size decode", full_decode),
+        ("half-scale draft decode", half_decode),
+        ("features (_features)", lambda i: _features(half[i], 2, hists[i])),
+        ("  luma filters", lambda i: _luma_filters(luma_arrays[i], luma_hists[i], 4)),
+        ("RGB histogram", lambda i: half[i].histogram()),
+        ("BLAKE2b of the file", lambda i: hashlib.blake2b(data[i], digest_size=8).digest()),
+        ("SHA-1 of the file", lambda i: hashlib.sha1(data[i], usedforsecurity=False).digest()),
+    ]
+    blas = [(i["internal_api"], i["version"], i.get("architecture")) for i in threadpool_info()]
+    print(f"{len(paths)} images {width}x{height} q={args.quality}; libjpeg-turbo "
+          f"{pil_features.version('libjpeg_turbo')}; BLAS {blas}")
+    for label, step in steps:
+        print(f"{label:26s} {best_ms(step, len(paths), args.repeat):7.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
