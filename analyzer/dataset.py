@@ -166,7 +166,8 @@ def _process_chunk(paths: list[str]) -> _Batch:
 
 def process_files(paths: Iterable[str], config: _WorkerConfig,
                   classifier: Classifier | None) -> _Batch:
-    """Read each file; with a classifier, append the model features to each good record."""
+    """Read each file into a ``_Batch``; with a classifier, append the model features to each
+    good record."""
     records = [read_image(p, max_side=config.max_side, max_image_pixels=config.max_image_pixels,
                           keep_image=classifier is not None) for p in paths]
     histogram = np.zeros((3, 256), dtype=np.int64)
