@@ -8,7 +8,6 @@ given), and folds the per-image records into a ``Profile`` in the parent, in bou
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import hashlib
 import logging
 import math
@@ -109,6 +108,7 @@ class _WorkerConfig:
 
 _worker_classifier: Classifier | None = None
 _worker_config: _WorkerConfig | None = None
+_process_prepared = False
 
 
 def _tune_malloc() -> None:
@@ -116,18 +116,30 @@ def _tune_malloc() -> None:
 
     With glibc's defaults every ~1 MB numpy temporary is an mmap/munmap pair, so each image
     page-faults its buffers back in (PITFALLS.md "Image decoding speed"). Works for forked
-    workers too, where environment variables would come too late.
+    workers too, where environment variables would come too late; a no-op without glibc.
     """
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return
     try:
-        libc = ctypes.CDLL(libc_name)
+        mallopt = ctypes.CDLL(None).mallopt  # the interpreter's own C library
         m_trim_threshold, m_mmap_threshold = -1, -3
-        libc.mallopt(m_mmap_threshold, 64 * 1024 * 1024)
-        libc.mallopt(m_trim_threshold, 256 * 1024 * 1024)
+        mallopt(m_mmap_threshold, 64 * 1024 * 1024)
+        mallopt(m_trim_threshold, 256 * 1024 * 1024)
     except (OSError, AttributeError):
         return
+
+
+def prepare_worker_process() -> None:
+    """Set up this process for profiling work, once: malloc tuning and one BLAS thread.
+
+    One BLAS thread, because the pool already uses every core, and OpenBLAS threading a
+    77k-element dot product costs ~1.8 ms instead of ~10 µs on a busy machine. The fork
+    server does this before it forks the workers (``analyzer.forkserver``), so they inherit
+    it; a worker forked by a server started without that preload does it itself.
+    """
+    global _process_prepared
+    if not _process_prepared:
+        _tune_malloc()
+        threadpool_limits(1, "blas")
+        _process_prepared = True
 
 
 def _load_classifier(model_path: str, model_options: Mapping[str, Any]) -> Classifier:
@@ -140,10 +152,7 @@ def _load_classifier(model_path: str, model_options: Mapping[str, Any]) -> Class
 
 def _init_worker(config: _WorkerConfig) -> None:
     global _worker_classifier, _worker_config
-    _tune_malloc()
-    # One BLAS thread per worker: the pool already uses every core, and OpenBLAS threading
-    # a 77k-element dot product costs ~1.8 ms instead of ~10 µs on a busy machine.
-    threadpool_limits(1, "blas")
+    prepare_worker_process()
     _worker_config = config
     if config.model_path is not None:
         _worker_classifier = _load_classifier(config.model_path, config.model_options)
@@ -278,9 +287,9 @@ def _parallel(paths: list[str], chunk: int, workers: int, config: _WorkerConfig
     """
     # forkserver: workers do not inherit the caller's threads (the daemon's scheduler).
     ctx = multiprocessing.get_context("forkserver")
-    # Import the analyzer once in the fork server: workers share those pages (start-up time
-    # and memory), instead of each importing numpy/scipy/Pillow again.
-    ctx.set_forkserver_preload(["analyzer.dataset"])
+    # Import and set up the analyzer once in the fork server: workers share those pages
+    # (start-up time and memory), instead of each importing numpy/Pillow again.
+    ctx.set_forkserver_preload(["analyzer.forkserver"])
     pending: deque[Future[_Batch]] = deque()
     parts = _chunks(paths, chunk)
     try:
