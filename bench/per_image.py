@@ -32,15 +32,21 @@ import throughput  # noqa: E402  (this folder's image generator)
 from analyzer.images import _features, _luma_filters, read_image  # noqa: E402
 
 
-def best_ms(step: Callable[[int], object], count: int, repeat: int) -> float:
-    """Fastest of ``repeat`` passes of ``step(i)`` over ``i < count``, in ms per call."""
-    best = float("inf")
+def best_ms(steps: list[tuple[str, Callable[[int], object]]], count: int, repeat: int
+            ) -> dict[str, float]:
+    """Fastest of ``repeat`` passes of each ``step(i)`` over ``i < count``, in ms per call.
+
+    The steps take turns within each repetition, so a slow spell of a shared machine hits
+    all of them alike instead of one step's every pass.
+    """
+    best = {label: float("inf") for label, _ in steps}
     for _ in range(repeat):
-        start = time.perf_counter()
-        for i in range(count):
-            step(i)
-        best = min(best, time.perf_counter() - start)
-    return best / count * 1e3
+        for label, step in steps:
+            start = time.perf_counter()
+            for i in range(count):
+                step(i)
+            best[label] = min(best[label], time.perf_counter() - start)
+    return {label: seconds / count * 1e3 for label, seconds in best.items()}
 
 
 def main() -> None:
@@ -89,8 +95,8 @@ def main() -> None:
     blas = [(i["internal_api"], i["version"], i.get("architecture")) for i in threadpool_info()]
     print(f"{len(paths)} images {width}x{height} q={args.quality}; libjpeg-turbo "
           f"{pil_features.version('libjpeg_turbo')}; BLAS {blas}")
-    for label, step in steps:
-        print(f"{label:26s} {best_ms(step, len(paths), args.repeat):7.3f} ms")
+    for label, ms in best_ms(steps, len(paths), args.repeat).items():
+        print(f"{label:26s} {ms:7.3f} ms")
 
 
 if __name__ == "__main__":
