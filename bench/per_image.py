@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from PIL import features as pil_features
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_info
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import throughput  # noqa: E402  (this folder's image generator)
 
+from analyzer.dataset import prepare_worker_process  # noqa: E402
 from analyzer.images import _features, _luma_filters, read_image  # noqa: E402
 
 
@@ -57,7 +58,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dir", type=Path, help="image folder (default: a temp folder)")
     args = parser.parse_args()
-    threadpool_limits(1, "blas")  # as in the analyzer's workers
+    prepare_worker_process()  # malloc tuning and one BLAS thread, as in the analyzer's workers
     width, height = (int(v) for v in args.size.split("x"))
     folder = args.dir or Path(tempfile.mkdtemp(prefix="driftd-per-image-"))
     throughput.generate(folder, args.n, (width, height), args.quality, os.cpu_count() or 1)
