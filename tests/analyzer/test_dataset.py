@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from analyzer import DatasetAnalyzer, DatasetError, EmptyDatasetError
+from analyzer import DatasetAnalyzer, DatasetError, EmptyDatasetError, dataset
 from analyzer.dataset import profile_folder
 from analyzer.errors import AnalyzerError
 from analyzer.images import FEATURES, read_image
@@ -84,6 +88,27 @@ def test_worker_processes_give_the_same_profile_as_one_process(tmp_path: Path) -
     one = profile_folder(tmp_path, AnalyzerOptions(workers=1, chunk_size=8)).to_dict()
     two = profile_folder(tmp_path, AnalyzerOptions(workers=2, chunk_size=8)).to_dict()
     assert json.dumps(one, sort_keys=True) == json.dumps(two, sort_keys=True)
+
+
+def test_fork_server_sets_up_the_workers_before_it_forks_them() -> None:
+    """The preload ``_parallel`` names imports, and leaves the process set up as a worker:
+    one BLAS thread, the collector frozen. A fresh interpreter stands in for the fork
+    server (the preload freezes the collector of whatever process imports it)."""
+    source = inspect.getsource(dataset._parallel)
+    preload = re.search(r'set_forkserver_preload\(\["([\w.]+)"\]\)', source)
+    assert preload is not None, "the pool no longer names a fork-server preload"
+    probe = (
+        f"import gc, importlib; importlib.import_module({preload.group(1)!r}); "
+        "from analyzer import dataset; from threadpoolctl import threadpool_info; "
+        "blas = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']; "
+        "print(dataset._process_prepared, gc.get_freeze_count() > 0, blas)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True,
+                          text=True, timeout=60, check=True)
+    prepared, frozen, blas = done.stdout.split(maxsplit=2)
+    assert (prepared, frozen) == ("True", "True")
+    assert set(json.loads(blas)) <= {1}
 
 
 def test_progress_callback_sees_every_file(tmp_path: Path) -> None:
