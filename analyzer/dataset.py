@@ -29,6 +29,7 @@ from threadpoolctl import threadpool_limits
 from analyzer.errors import AnalyzerError, DatasetError, EmptyDatasetError, ModelError
 from analyzer.images import CATEGORIES, FEATURES, IMAGE_SUFFIXES, ImageRecord, read_image
 from analyzer.options import AnalyzerOptions, split_options
+from analyzer.pixels import warn_if_slow
 from analyzer.profile import Categories, ModelInfo, Profile
 from analyzer.progress import Progress
 
@@ -320,6 +321,7 @@ def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
     options = options or AnalyzerOptions()
     folder = Path(data_dir)
     paths, rejected = list_image_files(folder, options.follow_symlinks_outside)
+    warn_if_slow(logger)
     if not paths and not rejected:
         raise EmptyDatasetError(
             f"data folder {str(folder)!r} holds no image files (looked for "

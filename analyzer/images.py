@@ -20,7 +20,6 @@ import functools
 import hashlib
 import io
 import math
-import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
+
+from analyzer.pixels import PixelSums, pixel_sums
 
 FEATURES: tuple[str, ...] = (
     "brightness",  # mean luma (ITU-R 601), 0..255
@@ -59,6 +60,7 @@ _QUALITY, _WIDTH, _HEIGHT, _ASPECT, _FILE_SIZE = (
     for name in ("jpeg_quality", "width", "height", "aspect_ratio", "file_size")
 )
 _LEVELS = np.arange(256, dtype=np.float64)
+_INV_LEVELS = 1.0 / np.maximum(_LEVELS, 1.0)
 _AT = {name: i for i, name in enumerate(FEATURES)}
 
 CATEGORIES: tuple[str, ...] = ("format", "mode", "size")
@@ -228,8 +230,7 @@ def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478
             rgb = rgb.transpose(_TRANSPOSE[orientation])
     except Exception as err:
         return ImageRecord(path, "unreadable", f"cannot convert mode {mode}: {err}", digest)
-    histogram = np.asarray(rgb.histogram(), dtype=np.int64)
-    values = _features(rgb, factor, histogram)
+    values, histogram = _features(rgb, factor)
     values[_QUALITY] = quality
     values[_WIDTH] = width
     values[_HEIGHT] = height
@@ -254,66 +255,31 @@ def to_rgb8(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-class _Scratch(threading.local):
-    """Per-thread float32 work buffers for one analysis-image shape.
+def _features(rgb: Image.Image, factor: int) -> tuple[npt.NDArray[np.float64],
+                                                     npt.NDArray[np.int64]]:
+    """Pixel features of the analysis image, in ``FEATURES`` order (geometry left at 0), and
+    its 3×256 R, G, B histogram; both from ``pixel_sums(rgb)``, exact integer sums.
 
-    Reused from image to image, so the feature code does not allocate (and page-fault in)
-    ~2 MB of temporaries per image; per thread, because the daemon may profile in a thread.
+    Brightness, contrast, the luma percentile, entropy, channel means and shares come from the
+    luma and channel histograms. Colour statistics (saturation, colourfulness) are
+    low-frequency, so they use the image reduced 4× by box means (images of at least 32 px a
+    side; smaller ones as they are). The high-frequency ones use the analysis image's luma:
+
+    - sharpness: variance of the 4-neighbour Laplacian over the interior pixels;
+    - noise_level: Immerkær (1996) σ = sqrt(π/2) · mean|[1 -2 1] ⊗ [1 -2 1] * I| / 6 over the
+      interior (that filter cancels image structure up to second order, leaving mostly noise);
+    - high_freq_energy: ``_haar_detail_share``;
+    - blockiness: ``_blockiness`` with the block grid at 8 / ``factor`` pixels.
     """
-
-    shape: tuple[int, int] = (0, 0)
-    bufs: npt.NDArray[np.float32] = np.zeros((0, 0), dtype=np.float32)
-    ones: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)
-
-    def get(self, h: int, w: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """Six flat buffers of ``h * w`` float32 (as rows of one array) and a ones vector."""
-        if self.shape != (h, w):
-            self.shape = (h, w)
-            self.bufs = np.empty((6, h * w), dtype=np.float32)
-            self.ones = np.ones(h * w, dtype=np.float32)
-        return self.bufs, self.ones
-
-    haar_shape: tuple[int, int] = (0, 0)
-    pairs: npt.NDArray[np.float32] = np.zeros((0, 0), dtype=np.float32)
-    blocks: npt.NDArray[np.float32] = np.zeros((0, 0), dtype=np.float32)
-    blocks64: npt.NDArray[np.float64] = np.zeros(0, dtype=np.float64)
-
-    def haar(self, h: int, w: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32],
-                                            npt.NDArray[np.float64]]:
-        """Buffers for the 2×2 block sums of an even (h, w) crop: row pairs (h/2, w),
-        blocks (h/2, w/2) and the blocks again as flat float64."""
-        if self.haar_shape != (h, w):
-            self.haar_shape = (h, w)
-            self.pairs = np.empty((h // 2, w), dtype=np.float32)
-            self.blocks = np.empty((h // 2, w // 2), dtype=np.float32)
-            self.blocks64 = np.empty((h // 2) * (w // 2), dtype=np.float64)
-        return self.pairs, self.blocks, self.blocks64
-
-
-_scratch = _Scratch()
-
-
-def _features(rgb: Image.Image, factor: int, histogram: npt.NDArray[np.int64]
-              ) -> npt.NDArray[np.float64]:
-    """Pixel features of the analysis image, in ``FEATURES`` order (geometry left at 0).
-
-    ``histogram`` is ``rgb.histogram()`` (3×256). Brightness, contrast, the luma percentile,
-    entropy, channel means and shares come exactly from the luma and channel histograms.
-    Colour statistics (saturation, colourfulness) are low-frequency, so they are computed on
-    a further 4× box-reduced copy (images of at least 32 px a side; smaller ones as they are).
-    The high-frequency ones (sharpness, noise, Haar detail, blockiness) use the analysis
-    image's luma, with every filter done as one contiguous pass over the flattened image
-    (see ``_luma_filters``).
-    """
+    sums = pixel_sums(rgb)
     out = np.zeros(len(FEATURES), dtype=np.float64)
-    luma_img = rgb.convert("L")
-    luma_hist = np.asarray(luma_img.histogram(), dtype=np.float64)
+    luma_hist = sums.luma_hist.astype(np.float64)
     n = luma_hist.sum()
     mean = float(_LEVELS @ luma_hist / n)
     out[_AT["brightness"]] = mean
     out[_AT["contrast"]] = math.sqrt(max(0.0, float((_LEVELS - mean) ** 2 @ luma_hist / n)))
     out[_AT["luma_p99"]] = float(np.searchsorted(np.cumsum(luma_hist), 0.99 * n))
-    channel_means = histogram.reshape(3, 256).astype(np.float64) @ _LEVELS / n
+    channel_means = sums.histogram.astype(np.float64) @ _LEVELS / n
     out[_AT["mean_r"]:_AT["mean_b"] + 1] = channel_means
     # Channel shares of the light: unlike the channel means they do not move with exposure,
     # and unlike a per-pixel c / (r + g + b) averaged over the image (deepchecks' "relative
@@ -322,35 +288,43 @@ def _features(rgb: Image.Image, factor: int, histogram: npt.NDArray[np.int64]
     light = float(channel_means.sum())
     if light > 0.0:
         out[_AT["red_share"]:_AT["blue_share"] + 1] = channel_means / light
-    small = rgb.reduce(4) if min(rgb.size) >= 32 else rgb
-    # One uint8 -> float32 conversion; the channels are strided views of it.
-    r, g, b = np.asarray(small, dtype=np.float32).reshape(-1, 3).T
-    high = np.maximum(np.maximum(r, g), b)
-    low = np.minimum(np.minimum(r, g), b)
-    np.subtract(high, low, out=low)
-    np.maximum(high, 1.0, out=high)
-    out[_AT["saturation"]] = _mean32(np.divide(low, high, out=low))
-    rg = r - g
-    yb = np.add(r, g, out=high)
-    np.multiply(yb, 0.5, out=yb)
-    np.subtract(yb, b, out=yb)
-    out[_AT["colorfulness"]] = math.hypot(_std32(rg), _std32(yb)) + 0.3 * math.hypot(
-        _mean32(rg), _mean32(yb)
-    )
+    boxes = sums.boxes
+    out[_AT["saturation"]] = float(sums.saturation_num @ _INV_LEVELS) / boxes
+    # Colourfulness (Hasler & Süsstrunk) of rg = r - g and yb = (r + g) / 2 - b, from the
+    # exact sums of rg and of 2 yb.
+    rg_mean, yb_mean = sums.rg_sum / boxes, sums.yb_sum / (2 * boxes)
+    rg_var = (boxes * sums.rg_sq - sums.rg_sum**2) / boxes**2
+    yb_var = (boxes * sums.yb_sq - sums.yb_sum**2) / (4 * boxes**2)
+    out[_AT["colorfulness"]] = (math.hypot(math.sqrt(rg_var), math.sqrt(yb_var))
+                                + 0.3 * math.hypot(rg_mean, yb_mean))
     p = luma_hist[luma_hist > 0] / n
     out[_AT["entropy"]] = max(0.0, float(-(p * np.log2(p)).sum()))
-    filtered = (_AT["sharpness"], _AT["noise_level"], _AT["high_freq_energy"], _AT["blockiness"])
-    w, h = luma_img.size
-    period = max(1, 8 // factor)
+    h, w = sums.height, sums.width
     if h >= 3 and w >= 3:
-        out[list(filtered)] = _luma_filters(np.asarray(luma_img), luma_hist, period)
-    else:  # a sliver: no interior pixel for the second-order filters
-        luma = np.asarray(luma_img, dtype=np.float32)
-        out[_AT["high_freq_energy"]] = _haar_detail_share(luma, luma_hist)
-        out[_AT["blockiness"]] = 1.0 if period < 2 else _blockiness(
-            np.abs(np.diff(luma, axis=1)).mean(axis=0), np.abs(np.diff(luma, axis=0)).mean(axis=1),
-            period)
-    return out
+        count = (h - 2) * (w - 2)
+        out[_AT["sharpness"]] = max(0.0, (count * sums.lap_sq - sums.lap_sum**2) / count**2)
+        out[_AT["noise_level"]] = math.sqrt(math.pi / 2.0) * sums.noise_abs / (6.0 * count)
+    out[_AT["high_freq_energy"]] = _haar_detail_share(sums)
+    period = max(1, 8 // factor)
+    out[_AT["blockiness"]] = 1.0 if period < 2 else _blockiness(
+        sums.col_steps.astype(np.float32) / np.float32(h),
+        sums.row_steps.astype(np.float32) / np.float32(w), period)
+    return out, sums.histogram
+
+
+def _haar_detail_share(sums: PixelSums) -> float:
+    """Share of the AC energy in the finest (one-level) orthonormal Haar detail bands.
+
+    The transform preserves energy, so detail energy = total energy - approximation energy
+    (a quarter of the squared 2×2 block sums), over the even-sized crop.
+    """
+    size = (sums.height // 2) * (sums.width // 2) * 4
+    if size == 0:
+        return 0.0
+    total, s = sums.haar_sq, sums.haar_sum
+    ac = (size * total - s * s) / size
+    detail = (4 * total - sums.haar_block_sq) / 4
+    return max(0.0, detail / ac) if ac > 1e-6 * size else 0.0
 
 
 def _mean32(x: npt.NDArray[np.floating[Any]]) -> float:
@@ -360,105 +334,6 @@ def _mean32(x: npt.NDArray[np.floating[Any]]) -> float:
     to the array's dtype.
     """
     return float(x.dtype.type(float(np.add.reduce(x)) / x.size))
-
-
-def _std32(x: npt.NDArray[np.float32]) -> float:
-    """``float(x.std())`` of a 1-D float32 array, bit for bit (numpy's rounding steps)."""
-    d = x - np.float32(_mean32(x))
-    return float(np.float32(math.sqrt(np.float32(float(np.add.reduce(d * d)) / x.size))))
-
-
-def _luma_filters(luma8: npt.NDArray[np.uint8], luma_hist: npt.NDArray[np.float64],
-                  period: int) -> tuple[float, float, float, float]:
-    """(sharpness, noise_level, high_freq_energy, blockiness) of an (h, w) luma, h, w >= 3.
-
-    Every filter is a difference of the *flattened* image with a shifted copy of itself
-    (shift 1 = the right neighbour, shift w = the one below), a single contiguous pass. The
-    horizontal ones also pair the last pixel of a row with the first of the next: those
-    wrapped columns are zeroed (or dropped) before summing, so each sum covers exactly the
-    pixels where the 2-D filter is defined, as in the textbook definitions:
-
-    - sharpness: variance of the 4-neighbour Laplacian over the interior pixels;
-    - noise_level: Immerkær (1996) σ = sqrt(π/2) · mean|[1 -2 1] ⊗ [1 -2 1] * I| / 6 over the
-      interior (that filter cancels image structure up to second order, leaving mostly noise);
-    - high_freq_energy: ``_haar_detail_share``;
-    - blockiness: ``_blockiness`` with the block grid at ``period`` pixels.
-    """
-    h, w = luma8.shape
-    size = h * w
-    m = size - 2 * w
-    bufs, ones = _scratch.get(h, w)
-    img, dx, d2x, dy, tmp, lap = bufs
-    np.copyto(img, luma8.reshape(-1))
-    # Every value below is an integer of at most 4080 in magnitude, exact in float32, so the
-    # order of the differences does not change any result; only the sums round.
-    # dx[k] = I[k+1] - I[k]: row i's column w-1 wraps (garbage).
-    np.subtract(img[1:], img[:-1], out=dx[:-1])
-    dx[-1] = 0.0
-    # d2x[k] = I[k] - 2 I[k+1] + I[k+2], centred on k+1: columns w-2, w-1 wrap.
-    np.subtract(dx[1:], dx[:-1], out=d2x[:-1])
-    d2x[-1] = 0.0
-    # dy[k] = I[k+w] - I[k]; d2y[k] = dy[k+w] - dy[k] = I[k] - 2 I[k+w] + I[k+2w], centred
-    # on k+w (kept in tmp).
-    np.subtract(img[w:], img[:-w], out=dy[:size - w])
-    d2y = np.subtract(dy[w:size - w], dy[:m], out=tmp[:m])
-    # Laplacian centred on c = w..size-w-1 (rows 1..h-2): d2x[c-1] + d2y[c-w].
-    np.add(d2x[w - 1:size - w - 1], d2y, out=lap[:m])
-    lap2d = lap[:m].reshape(h - 2, w)
-    lap2d[:, 0] = 0.0  # column 0 and w-1 are not interior
-    lap2d[:, -1] = 0.0
-    count = (h - 2) * (w - 2)
-    lap_mean = float(np.dot(lap[:m], ones[:m])) / count
-    sharpness = max(0.0, float(np.dot(lap[:m], lap[:m])) / count - lap_mean * lap_mean)
-    # Immerkær: the vertical [1 -2 1] of d2x, as a difference of vertical differences,
-    # centred on d2x[c-1] for c in rows 1..h-2.
-    np.subtract(d2x[w:], d2x[:-w], out=tmp[:size - w])
-    second = np.subtract(tmp[w:size - w], tmp[:m], out=lap[:m])
-    np.abs(second, out=second)
-    second2d = second.reshape(h - 2, w)
-    second2d[:, -2:] = 0.0  # d2x's wrapped columns
-    noise = math.sqrt(math.pi / 2.0) * float(np.dot(second, ones[:m])) / (6.0 * count)
-    detail_share = _haar_detail_share(img.reshape(h, w), luma_hist)
-    blockiness = 1.0
-    if period >= 2:
-        np.abs(dx, out=dx)
-        np.abs(dy[:size - w], out=dy[:size - w])
-        col_steps = ones[:h] @ dx.reshape(h, w)
-        row_steps = dy[:size - w].reshape(h - 1, w) @ ones[:w]
-        blockiness = _blockiness(col_steps[:-1] / h, row_steps / w, period)
-    return sharpness, noise, detail_share, blockiness
-
-
-def _haar_detail_share(luma: npt.NDArray[np.float32], luma_hist: npt.NDArray[np.float64]
-                       ) -> float:
-    """Share of the AC energy in the finest (one-level) orthonormal Haar detail bands.
-
-    The transform preserves energy, so detail energy = total energy - approximation energy;
-    over the even-sized crop. ``luma_hist`` gives the total and mean exactly when no row or
-    column is cropped.
-    """
-    h, w = (luma.shape[0] // 2) * 2, (luma.shape[1] // 2) * 2
-    if h == 0 or w == 0:
-        return 0.0
-    if (h, w) == luma.shape:
-        size = float(luma_hist.sum())
-        total = float(_LEVELS**2 @ luma_hist)
-        mean = float(_LEVELS @ luma_hist) / size
-    else:
-        x = np.ascontiguousarray(luma[:h, :w])
-        size = float(x.size)
-        x64 = x.astype(np.float64).reshape(-1)
-        total = float(np.dot(x64, x64))
-        mean = float(x64.sum()) / size
-    # 2×2 block sums are integers <= 1020, exact in float32; their squares are summed in
-    # float64 because detail = total - approximation is a small difference of large sums.
-    pairs, blocks, block = _scratch.haar(h, w)
-    np.add(luma[0:h:2, :w], luma[1:h:2, :w], out=pairs)
-    np.add(pairs[:, 0::2], pairs[:, 1::2], out=blocks)
-    np.copyto(block, blocks.reshape(-1))
-    ac = total - size * mean * mean
-    detail = total - 0.25 * float(np.dot(block, block))
-    return max(0.0, detail / ac) if ac > 1e-6 * size else 0.0
 
 
 def _blockiness(col_steps: npt.NDArray[np.float32], row_steps: npt.NDArray[np.float32],

@@ -1,4 +1,4 @@
-"""Where one image's time goes, on one core: decode, features, histograms, hashes.
+"""Where one image's time goes, on one core: decode, features, pixel sums, hashing.
 
 Generates ``--n`` seeded JPEGs (as ``bench/throughput.py`` does) and times each step over all
 of them, best of ``--repeat`` passes, in milliseconds per image:
@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 from PIL import features as pil_features
 from threadpoolctl import threadpool_info
@@ -29,8 +28,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import throughput  # noqa: E402  (this folder's image generator)
 
+from analyzer import pixels  # noqa: E402
 from analyzer.dataset import prepare_worker_process  # noqa: E402
-from analyzer.images import _features, _luma_filters, read_image  # noqa: E402
+from analyzer.images import _features, read_image  # noqa: E402
 
 
 def best_ms(steps: list[tuple[str, Callable[[int], object]]], count: int, repeat: int
@@ -70,10 +70,6 @@ def main() -> None:
         img.draft(None, (img.size[0] // 2, img.size[1] // 2))
         img.load()
         half.append(img.convert("RGB"))
-    hists = [np.asarray(img.histogram(), dtype=np.int64) for img in half]
-    lumas = [img.convert("L") for img in half]
-    luma_arrays = [np.asarray(luma) for luma in lumas]
-    luma_hists = [np.asarray(luma.histogram(), dtype=np.float64) for luma in lumas]
 
     def full_decode(i: int) -> None:
         Image.open(io.BytesIO(data[i])).load()
@@ -87,12 +83,12 @@ def main() -> None:
         ("read_image (all below)", lambda i: read_image(paths[i])),
         ("bare full-size decode", full_decode),
         ("half-scale draft decode", half_decode),
-        ("features (_features)", lambda i: _features(half[i], 2, hists[i])),
-        ("  luma filters", lambda i: _luma_filters(luma_arrays[i], luma_hists[i], 4)),
-        ("RGB histogram", lambda i: half[i].histogram()),
-        ("BLAKE2b of the file", lambda i: hashlib.blake2b(data[i], digest_size=8).digest()),
+        (f"features ({pixels.KERNEL} sums)", lambda i: _features(half[i], 2)),
+        ("  numpy pixel sums", lambda i: pixels.numpy_pixel_sums(half[i])),
         ("SHA-1 of the file", lambda i: hashlib.sha1(data[i], usedforsecurity=False).digest()),
     ]
+    if pixels.KERNEL == "compiled":
+        steps.insert(4, ("  compiled pixel sums", lambda i: pixels.pixel_sums(half[i])))
     blas = [(i["internal_api"], i["version"], i.get("architecture")) for i in threadpool_info()]
     print(f"{len(paths)} images {width}x{height} q={args.quality}; libjpeg-turbo "
           f"{pil_features.version('libjpeg_turbo')}; BLAS {blas}")
