@@ -32,8 +32,8 @@ static uint32_t box_multiplier(uint32_t n) {
     return (uint32_t)(max_int / (float)(256u * n));
 }
 
-static void colour_boxes(const uint8_t *rgb, int64_t h, int64_t w, int64_t box, int64_t *ints,
-                         int64_t *sat) {
+static inline void colour_boxes(const uint8_t *rgb, const int64_t ps, int64_t h, int64_t w,
+                                int64_t box, int64_t *ints, int64_t *sat) {
     uint32_t sr[MAX_WIDTH], sg[MAX_WIDTH], sb[MAX_WIDTH];
     int64_t nbw = (w + box - 1) / box;
     memset(sat, 0, sizeof(int64_t) * 256);
@@ -44,23 +44,23 @@ static void colour_boxes(const uint8_t *rgb, int64_t h, int64_t w, int64_t box, 
         memset(sg, 0, sizeof(uint32_t) * nbw);
         memset(sb, 0, sizeof(uint32_t) * nbw);
         for (int64_t y = y0; y < y0 + bh; y++) {
-            const uint8_t *p = rgb + (size_t)y * w * 3;
+            const uint8_t *p = rgb + (size_t)y * w * ps;
             int64_t bj = 0, x0 = 0;
             if (box == 4) {  /* the usual case, unrolled */
                 for (; x0 + 4 <= w; bj++, x0 += 4) {
-                    const uint8_t *q = p + 3 * x0;
-                    sr[bj] += (uint32_t)q[0] + q[3] + q[6] + q[9];
-                    sg[bj] += (uint32_t)q[1] + q[4] + q[7] + q[10];
-                    sb[bj] += (uint32_t)q[2] + q[5] + q[8] + q[11];
+                    const uint8_t *q = p + ps * x0;
+                    sr[bj] += (uint32_t)q[0] + q[ps] + q[2 * ps] + q[3 * ps];
+                    sg[bj] += (uint32_t)q[1] + q[ps + 1] + q[2 * ps + 1] + q[3 * ps + 1];
+                    sb[bj] += (uint32_t)q[2] + q[ps + 2] + q[2 * ps + 2] + q[3 * ps + 2];
                 }
             }
             for (; x0 < w; bj++, x0 += box) {
                 int64_t x1 = x0 + box < w ? x0 + box : w;
                 uint32_t r = 0, g = 0, b = 0;
                 for (int64_t x = x0; x < x1; x++) {
-                    r += p[3 * x];
-                    g += p[3 * x + 1];
-                    b += p[3 * x + 2];
+                    r += p[ps * x];
+                    g += p[ps * x + 1];
+                    b += p[ps * x + 2];
                 }
                 sr[bj] += r;
                 sg[bj] += g;
@@ -92,22 +92,20 @@ static void colour_boxes(const uint8_t *rgb, int64_t h, int64_t w, int64_t box, 
     ints[BOXES] = boxes;
 }
 
-/* Returns 0, or -1 when the image is smaller than 3x3 or wider than MAX_WIDTH. */
-int driftd_pixel_sums(const uint8_t *rgb, int64_t h, int64_t w, int64_t box, uint8_t *luma,
-                      int64_t *hist, int64_t *ints, int64_t *col, int64_t *row,
-                      int64_t *sat) {
-    if (h < 3 || w < 3 || w > MAX_WIDTH || box < 1 || box > 16) return -1;
+/* Luma of every pixel into luma[], and the R, G, B and luma histograms into hist[1024]. */
+static inline void histograms(const uint8_t *rgb, const int64_t ps, int64_t h, int64_t w,
+                              uint8_t *luma, int64_t *hist) {
     /* Two tables per histogram, for even and odd pixels: equal neighbours (common in
        smooth images) would otherwise wait on each other's increments. */
     uint32_t tab[8][256];
     memset(tab, 0, sizeof tab);
     for (int64_t i = 0; i < h; i++) {
-        const uint8_t *p = rgb + (size_t)i * w * 3;
+        const uint8_t *p = rgb + (size_t)i * w * ps;
         uint8_t *l = luma + (size_t)i * w;
         int64_t j = 0;
         for (; j + 1 < w; j += 2) {
-            uint32_t r0 = p[3 * j], g0 = p[3 * j + 1], b0 = p[3 * j + 2];
-            uint32_t r1 = p[3 * j + 3], g1 = p[3 * j + 4], b1 = p[3 * j + 5];
+            uint32_t r0 = p[ps * j], g0 = p[ps * j + 1], b0 = p[ps * j + 2];
+            uint32_t r1 = p[ps * j + ps], g1 = p[ps * j + ps + 1], b1 = p[ps * j + ps + 2];
             uint32_t l0 = (r0 * 19595u + g0 * 38470u + b0 * 7471u + 0x8000u) >> 16;
             uint32_t l1 = (r1 * 19595u + g1 * 38470u + b1 * 7471u + 0x8000u) >> 16;
             l[j] = (uint8_t)l0;
@@ -116,7 +114,7 @@ int driftd_pixel_sums(const uint8_t *rgb, int64_t h, int64_t w, int64_t box, uin
             tab[4][r1]++; tab[5][g1]++; tab[6][b1]++; tab[7][l1]++;
         }
         if (j < w) {
-            uint32_t r0 = p[3 * j], g0 = p[3 * j + 1], b0 = p[3 * j + 2];
+            uint32_t r0 = p[ps * j], g0 = p[ps * j + 1], b0 = p[ps * j + 2];
             uint32_t l0 = (r0 * 19595u + g0 * 38470u + b0 * 7471u + 0x8000u) >> 16;
             l[j] = (uint8_t)l0;
             tab[0][r0]++; tab[1][g0]++; tab[2][b0]++; tab[3][l0]++;
@@ -124,6 +122,19 @@ int driftd_pixel_sums(const uint8_t *rgb, int64_t h, int64_t w, int64_t box, uin
     }
     for (int c = 0; c < 4; c++)
         for (int v = 0; v < 256; v++) hist[256 * c + v] = (int64_t)tab[c][v] + tab[4 + c][v];
+}
+
+/* rgb: h rows of w pixels of ps (3: RGB, 4: RGBX) bytes. Returns 0, or -1 when the image
+   is smaller than 3x3, wider than MAX_WIDTH, or the pixel size or box is out of range. */
+int driftd_pixel_sums(const uint8_t *rgb, int64_t ps, int64_t h, int64_t w, int64_t box,
+                      uint8_t *luma, int64_t *hist, int64_t *ints, int64_t *col, int64_t *row,
+                      int64_t *sat) {
+    if (h < 3 || w < 3 || w > MAX_WIDTH || box < 1 || box > 16 || (ps != 3 && ps != 4))
+        return -1;
+    if (ps == 4)
+        histograms(rgb, 4, h, w, luma, hist);
+    else
+        histograms(rgb, 3, h, w, luma, hist);
 
     int64_t lap_sum = 0, lap_sq = 0, noise = 0;
     for (int64_t i = 1; i < h - 1; i++) {
@@ -195,6 +206,9 @@ int driftd_pixel_sums(const uint8_t *rgb, int64_t h, int64_t w, int64_t box, uin
     ints[HAAR_SQ] = hsq;
     ints[HAAR_BLOCK_SQ] = hblock;
 
-    colour_boxes(rgb, h, w, box, ints, sat);
+    if (ps == 4)
+        colour_boxes(rgb, 4, h, w, box, ints, sat);
+    else
+        colour_boxes(rgb, 3, h, w, box, ints, sat);
     return 0;
 }

@@ -97,8 +97,8 @@ def _load_kernel() -> ctypes.CDLL | None:
                 return None
             u8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
             i64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
-            fn.argtypes = [u8, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, u8, i64, i64,
-                           i64, i64, i64]
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                           ctypes.c_int64, u8, i64, i64, i64, i64, i64]
             fn.restype = ctypes.c_int
             return lib
     return None
@@ -149,22 +149,70 @@ _scratch = _Scratch()
 def pixel_sums(rgb: Image.Image) -> PixelSums:
     """``PixelSums`` of an RGB image, by the compiled kernel when it can, else by numpy."""
     w, h = rgb.size
-    if _kernel is not None and h >= 3 and 3 <= w <= _MAX_WIDTH:
-        return _compiled_sums(np.asarray(rgb), colour_box(w, h))
-    return numpy_pixel_sums(rgb)
+    if _kernel is None or h < 3 or not 3 <= w <= _MAX_WIDTH:
+        return numpy_pixel_sums(rgb)
+    box = colour_box(w, h)
+    exported = _rgbx_export(rgb)
+    if exported is not None:
+        address, keep_alive = exported
+        sums = _compiled_sums(address, 4, h, w, box)
+        del keep_alive  # the export holds Pillow's pixel memory until the kernel is done
+        return sums
+    arr = np.ascontiguousarray(rgb)  # a copy, (h, w, 3)
+    return _compiled_sums(arr.ctypes.data, 3, h, w, box)
 
 
-def _compiled_sums(arr: npt.NDArray[np.uint8], box: int) -> PixelSums:
+class _ArrowArray(ctypes.Structure):
+    """The Arrow C data interface's ``struct ArrowArray`` (a stable ABI)."""
+
+
+_ArrowArray._fields_ = [
+    ("length", ctypes.c_int64), ("null_count", ctypes.c_int64), ("offset", ctypes.c_int64),
+    ("n_buffers", ctypes.c_int64), ("n_children", ctypes.c_int64),
+    ("buffers", ctypes.POINTER(ctypes.c_void_p)),
+    ("children", ctypes.POINTER(ctypes.POINTER(_ArrowArray))),
+    ("dictionary", ctypes.c_void_p), ("release", ctypes.c_void_p),
+    ("private_data", ctypes.c_void_p),
+]
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+
+def _rgbx_export(rgb: Image.Image) -> tuple[int, object] | None:
+    """The address of ``rgb``'s pixels as Pillow stores them (4 bytes a pixel: R, G, B and a
+    pad byte; rows back to back), without a copy, and the export that keeps them alive.
+
+    Uses Pillow's Arrow export (a list of 4-byte pixels whose one child array holds the
+    bytes). None where Pillow cannot export the image in one piece (before Pillow 11.2, or
+    an image bigger than one memory block); the caller copies the pixels instead.
+    """
+    try:
+        schema, array = rgb.__arrow_c_array__()
+    except (AttributeError, ValueError, TypeError):
+        return None
+    arr = ctypes.cast(_capsule_pointer(array, b"arrow_array"),
+                      ctypes.POINTER(_ArrowArray)).contents
+    w, h = rgb.size
+    if arr.n_children != 1 or arr.length != h * w or arr.offset != 0:
+        return None
+    child = arr.children[0].contents
+    if child.n_buffers != 2 or child.length != 4 * h * w or child.offset != 0:
+        return None
+    return int(child.buffers[1]), (schema, array)
+
+
+def _compiled_sums(address: int, pixel_size: int, h: int, w: int, box: int) -> PixelSums:
+    """Run the kernel over ``h`` rows of ``w`` pixels of ``pixel_size`` bytes at ``address``."""
     assert _kernel is not None
-    h, w = arr.shape[:2]
     bufs = _scratch.get("c", h, w, {
         "luma": ((h * w,), np.uint8), "hist": ((1024,), np.int64),
         "ints": ((_N_INTS,), np.int64), "col": ((w - 1,), np.int64),
         "row": ((h - 1,), np.int64), "sat": ((256,), np.int64),
     })
     hist, ints = bufs["hist"], bufs["ints"]
-    status = _kernel.driftd_pixel_sums(arr, h, w, box, bufs["luma"], hist, ints, bufs["col"],
-                                       bufs["row"], bufs["sat"])
+    status = _kernel.driftd_pixel_sums(address, pixel_size, h, w, box, bufs["luma"], hist,
+                                       ints, bufs["col"], bufs["row"], bufs["sat"])
     if status != 0:
         raise RuntimeError(f"pixel kernel refused a {w}x{h} image")
     v = [int(x) for x in ints]

@@ -50,6 +50,19 @@ def test_compiled_sums_equal_the_numpy_sums() -> None:
 
 
 @needs_kernel
+def test_copied_pixels_give_the_same_sums_as_pillows_own_memory(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where Pillow cannot lend its pixel memory (4-byte pixels), the kernel reads a 3-byte
+    copy: same sums."""
+    images = _random_images()
+    lent = [pixels.pixel_sums(img) for img in images]
+    assert pixels._rgbx_export(images[0]) is not None
+    monkeypatch.setattr(pixels, "_rgbx_export", lambda rgb: None)
+    for img, sums in zip(images, lent, strict=True):
+        _assert_same(pixels.pixel_sums(img), sums)
+
+
+@needs_kernel
 def test_compiled_luma_is_pillows_for_a_million_colours() -> None:
     """The kernel's RGB -> luma is Pillow's convert("L"), checked through the luma
     histogram on 2**20 random colours plus the corners of the RGB cube."""
