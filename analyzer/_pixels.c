@@ -17,6 +17,7 @@
  *            over the boxes whose max is v (saturation = sum over v of sat[v] / max(v, 1)).
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { LAP_SUM, LAP_SQ, NOISE_ABS, HAAR_SUM, HAAR_SQ, HAAR_BLOCK_SQ, RG_SUM, RG_SQ, YB_SUM,
@@ -33,8 +34,8 @@ static uint32_t box_multiplier(uint32_t n) {
 }
 
 static inline void colour_boxes(const uint8_t *rgb, const int64_t ps, int64_t h, int64_t w,
-                                int64_t box, int64_t *ints, int64_t *sat) {
-    uint32_t sr[MAX_WIDTH], sg[MAX_WIDTH], sb[MAX_WIDTH];
+                                int64_t box, int64_t *ints, int64_t *sat, uint32_t *work) {
+    uint32_t *sr = work, *sg = work + w, *sb = work + 2 * w;  /* one box column each */
     int64_t nbw = (w + box - 1) / box;
     memset(sat, 0, sizeof(int64_t) * 256);
     int64_t rg = 0, rg2 = 0, yb = 0, yb2 = 0, boxes = 0;
@@ -124,8 +125,9 @@ static inline void histograms(const uint8_t *rgb, const int64_t ps, int64_t h, i
         for (int v = 0; v < 256; v++) hist[256 * c + v] = (int64_t)tab[c][v] + tab[4 + c][v];
 }
 
-/* rgb: h rows of w pixels of ps (3: RGB, 4: RGBX) bytes. Returns 0, or -1 when the image
-   is smaller than 3x3, wider than MAX_WIDTH, or the pixel size or box is out of range. */
+/* rgb: h rows of w pixels of ps (3: RGB, 4: RGBX) bytes. Returns 0; -1 when the image is
+   smaller than 3x3, wider than MAX_WIDTH, or the pixel size or box is out of range; -2 when
+   memory runs out. */
 int driftd_pixel_sums(const uint8_t *rgb, int64_t ps, int64_t h, int64_t w, int64_t box,
                       uint8_t *luma, int64_t *hist, int64_t *ints, int64_t *col, int64_t *row,
                       int64_t *sat) {
@@ -158,8 +160,16 @@ int driftd_pixel_sums(const uint8_t *rgb, int64_t ps, int64_t h, int64_t w, int6
     ints[LAP_SQ] = lap_sq;
     ints[NOISE_ABS] = noise;
 
-    int32_t steps[MAX_WIDTH];
-    uint16_t pairs[MAX_WIDTH];
+    /* Row-sized work space, on the heap: a thread's stack may be small (musl: 128 KB). */
+    uint32_t *work = malloc(sizeof(uint32_t) * 3 * (size_t)w);
+    int32_t *steps = malloc(sizeof(int32_t) * (size_t)w);
+    uint16_t *pairs = malloc(sizeof(uint16_t) * (size_t)w);
+    if (work == NULL || steps == NULL || pairs == NULL) {
+        free(work);
+        free(steps);
+        free(pairs);
+        return -2;
+    }
     memset(steps, 0, sizeof(int32_t) * w);
     for (int64_t i = 0; i < h; i++) {
         const uint8_t *b = luma + (size_t)i * w;
@@ -207,8 +217,11 @@ int driftd_pixel_sums(const uint8_t *rgb, int64_t ps, int64_t h, int64_t w, int6
     ints[HAAR_BLOCK_SQ] = hblock;
 
     if (ps == 4)
-        colour_boxes(rgb, 4, h, w, box, ints, sat);
+        colour_boxes(rgb, 4, h, w, box, ints, sat, work);
     else
-        colour_boxes(rgb, 3, h, w, box, ints, sat);
+        colour_boxes(rgb, 3, h, w, box, ints, sat, work);
+    free(work);
+    free(steps);
+    free(pairs);
     return 0;
 }

@@ -157,9 +157,10 @@ def pixel_sums(rgb: Image.Image) -> PixelSums:
         address, keep_alive = exported
         sums = _compiled_sums(address, 4, h, w, box)
         del keep_alive  # the export holds Pillow's pixel memory until the kernel is done
-        return sums
-    arr = np.ascontiguousarray(rgb)  # a copy, (h, w, 3)
-    return _compiled_sums(arr.ctypes.data, 3, h, w, box)
+    else:
+        arr = np.ascontiguousarray(rgb)  # a copy, (h, w, 3)
+        sums = _compiled_sums(arr.ctypes.data, 3, h, w, box)
+    return sums if sums is not None else numpy_pixel_sums(rgb)
 
 
 class _ArrowArray(ctypes.Structure):
@@ -202,8 +203,10 @@ def _rgbx_export(rgb: Image.Image) -> tuple[int, object] | None:
     return int(child.buffers[1]), (schema, array)
 
 
-def _compiled_sums(address: int, pixel_size: int, h: int, w: int, box: int) -> PixelSums:
-    """Run the kernel over ``h`` rows of ``w`` pixels of ``pixel_size`` bytes at ``address``."""
+def _compiled_sums(address: int, pixel_size: int, h: int, w: int, box: int
+                   ) -> PixelSums | None:
+    """Run the kernel over ``h`` rows of ``w`` pixels of ``pixel_size`` bytes at ``address``;
+    None if it declines (it cannot get its row-sized work space)."""
     assert _kernel is not None
     bufs = _scratch.get("c", h, w, {
         "luma": ((h * w,), np.uint8), "hist": ((1024,), np.int64),
@@ -214,7 +217,7 @@ def _compiled_sums(address: int, pixel_size: int, h: int, w: int, box: int) -> P
     status = _kernel.driftd_pixel_sums(address, pixel_size, h, w, box, bufs["luma"], hist,
                                        ints, bufs["col"], bufs["row"], bufs["sat"])
     if status != 0:
-        raise RuntimeError(f"pixel kernel refused a {w}x{h} image")
+        return None
     v = [int(x) for x in ints]
     return PixelSums(
         h, w, hist[:768].reshape(3, 256).copy(), hist[768:].copy(), v[_LAP_SUM], v[_LAP_SQ],
