@@ -23,7 +23,10 @@
 enum { LAP_SUM, LAP_SQ, NOISE_ABS, HAAR_SUM, HAAR_SQ, HAAR_BLOCK_SQ, RG_SUM, RG_SQ, YB_SUM,
        YB_SQ, BOXES, N_INTS };
 
+/* Bounds that keep the int32 running sums exact: per row, |Immerkaer| <= 4080 * MAX_WIDTH;
+   per column, |step| <= 255 * MAX_HEIGHT. Larger images go to the numpy implementation. */
 #define MAX_WIDTH 8192
+#define MAX_HEIGHT (1 << 22)
 
 static inline int32_t iabs(int32_t v) { return v < 0 ? -v : v; }
 
@@ -126,12 +129,12 @@ static inline void histograms(const uint8_t *rgb, const int64_t ps, int64_t h, i
 }
 
 /* rgb: h rows of w pixels of ps (3: RGB, 4: RGBX) bytes. Returns 0; -1 when the image is
-   smaller than 3x3, wider than MAX_WIDTH, or the pixel size or box is out of range; -2 when
+   smaller than 3x3, wider than MAX_WIDTH or taller than MAX_HEIGHT, or the pixel size or box is out of range; -2 when
    memory runs out. */
 int driftd_pixel_sums(const uint8_t *rgb, int64_t ps, int64_t h, int64_t w, int64_t box,
                       uint8_t *luma, int64_t *hist, int64_t *ints, int64_t *col, int64_t *row,
                       int64_t *sat) {
-    if (h < 3 || w < 3 || w > MAX_WIDTH || box < 1 || box > 16 || (ps != 3 && ps != 4))
+    if (h < 3 || w < 3 || w > MAX_WIDTH || h > MAX_HEIGHT || box < 1 || box > 16 || (ps != 3 && ps != 4))
         return -1;
     if (ps == 4)
         histograms(rgb, 4, h, w, luma, hist);

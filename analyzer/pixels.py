@@ -34,7 +34,7 @@ import numpy.typing as npt
 from PIL import Image
 
 _ENV = "DRIFTD_PIXEL_KERNEL"
-_MAX_WIDTH = 8192  # _pixels.c's row buffers
+_MAX_WIDTH = 8192  # _pixels.c's MAX_WIDTH (it declines taller than MAX_HEIGHT itself)
 _LEVELS = np.arange(256, dtype=np.int64)
 # _pixels.c's ints[] layout
 (_LAP_SUM, _LAP_SQ, _NOISE_ABS, _HAAR_SUM, _HAAR_SQ, _HAAR_BLOCK_SQ, _RG_SUM, _RG_SQ, _YB_SUM,
@@ -83,8 +83,12 @@ def colour_box(width: int, height: int) -> int:
     return 4 if min(width, height) >= 32 else 1
 
 
+def _numpy_asked() -> bool:
+    return os.environ.get(_ENV, "").strip().lower() == "numpy"
+
+
 def _load_kernel() -> ctypes.CDLL | None:
-    if os.environ.get(_ENV, "").strip().lower() == "numpy":
+    if _numpy_asked():
         return None
     here = Path(__file__).parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
@@ -114,7 +118,7 @@ def warn_if_slow(logger: logging.Logger) -> None:
     ``DRIFTD_PIXEL_KERNEL=numpy`` asked for numpy): profiling then takes about 1.3 times as
     long, and a reinstall where a C compiler is present fixes it."""
     global _warned
-    if _kernel is None and not _warned and os.environ.get(_ENV, "").strip().lower() != "numpy":
+    if _kernel is None and not _warned and not _numpy_asked():
         _warned = True
         logger.warning("analysis.pixel_kernel_missing", extra={
             "detail": "analyzer/_pixels.c was not compiled at install time (no C compiler?); "
@@ -154,9 +158,8 @@ def pixel_sums(rgb: Image.Image) -> PixelSums:
     box = colour_box(w, h)
     exported = _rgbx_export(rgb)
     if exported is not None:
-        address, keep_alive = exported
+        address, _export = exported  # _export holds Pillow's pixel memory while the kernel runs
         sums = _compiled_sums(address, 4, h, w, box)
-        del keep_alive  # the export holds Pillow's pixel memory until the kernel is done
     else:
         arr = np.ascontiguousarray(rgb)  # a copy, (h, w, 3)
         sums = _compiled_sums(arr.ctypes.data, 3, h, w, box)

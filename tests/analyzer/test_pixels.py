@@ -83,6 +83,17 @@ def test_images_the_kernel_cannot_take_fall_back_to_numpy() -> None:
         _assert_same(pixels.pixel_sums(img), pixels.numpy_pixel_sums(img))
 
 
+@needs_kernel
+def test_a_declining_kernel_leaves_the_image_to_numpy() -> None:
+    """The kernel declines what it cannot sum exactly (here a pixel size it does not know;
+    in use, images taller than 2**22 rows or a failed allocation): no sums, no exception."""
+    img = _random_images()[5]
+    w, h = img.size
+    arr = np.ascontiguousarray(img)
+    assert pixels._compiled_sums(arr.ctypes.data, 5, h, w, 4) is None
+    assert pixels._compiled_sums(arr.ctypes.data, 3, h, w, 4) is not None
+
+
 def test_kernel_is_built_where_a_compiler_is() -> None:
     """``pip install`` compiles the kernel when a C compiler is present; where one is, a
     missing kernel means the build failed silently (it is optional, so pip goes on)."""
