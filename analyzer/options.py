@@ -52,8 +52,14 @@ class AnalyzerOptions:
     wasserstein_low/medium/high: severity cut-offs for continuous features on the
         normalised Wasserstein distance W1(base, cur) / baseline std (shift in baseline
         standard deviations). 0.1 / 0.25 / 0.5 std, once the test is significant.
-    psi_low/medium/high: severity cut-offs for categorical features on the population
-        stability index; 0.1 / 0.25 / 0.5 (0.1 and 0.25 are the customary PSI bands).
+    tvd_low/medium/high: severity cut-offs for categorical features (format, mode, predicted
+        class) on the total-variation distance between the two category mixes, corrected for
+        its sampling bias (``analyzer.stats.category_test``): at least this share of the
+        images changed category, the same meaning for a 2-class and a 1,000-class model.
+        0.05 / 0.1 / 0.2: one image in twenty, in ten, in five.
+    permutations: null tables drawn by each categorical test (its p-value is exact, with a
+        resolution of 1 / (permutations + 1)). Raised, when needed, to 4·m / alpha for a
+        family of m tests, so a categorical test can always pass Holm's first step.
     reservoir_size: values per feature kept in the profile's mergeable bottom-k sample
         (the KS tests run on it); bounds the baseline file size whatever the image count.
     bbsd_max_classes: with a model of at most this many classes, each class's softmax
@@ -91,9 +97,10 @@ class AnalyzerOptions:
     wasserstein_low: float = 0.1
     wasserstein_medium: float = 0.25
     wasserstein_high: float = 0.5
-    psi_low: float = 0.1
-    psi_medium: float = 0.25
-    psi_high: float = 0.5
+    tvd_low: float = 0.05
+    tvd_medium: float = 0.1
+    tvd_high: float = 0.2
+    permutations: int = 1999
     reservoir_size: int = 4096
     histogram_bins: int = 32
     bbsd_max_classes: int = 32
@@ -117,14 +124,15 @@ class AnalyzerOptions:
             raise AnalyzerError(
                 f"option correction={self.correction!r} is unknown; use 'holm' or 'bonferroni'"
             )
-        for kind in ("wasserstein", "psi", "quality"):
+        for kind in ("wasserstein", "tvd", "quality"):
             low, med, high = (getattr(self, f"{kind}_{lvl}") for lvl in ("low", "medium", "high"))
             if not 0 <= low <= med <= high:
                 raise AnalyzerError(
                     f"options {kind}_low/medium/high = {low}/{med}/{high} must be ascending "
                     "and non-negative"
                 )
-        for name in ("min_samples", "reservoir_size", "histogram_bins", "chunk_size", "max_side"):
+        for name in ("min_samples", "reservoir_size", "histogram_bins", "chunk_size", "max_side",
+                     "permutations"):
             if getattr(self, name) < 1:
                 raise AnalyzerError(f"option {name}={getattr(self, name)!r} must be >= 1")
         if 256 % self.histogram_bins:

@@ -9,7 +9,8 @@ baseline file stores. Its size does not grow with the number of images:
   keys. The bottom-k of A ∪ B is the bottom-k of (bottom-k(A) ∪ bottom-k(B)), so
   ``merge`` gives exactly the profile of both shards (duplicates across shards aside);
 * per categorical feature (format, mode, size, predicted class), counts and the first few
-  file names of each category (at most ``MAX_CATEGORIES`` categories, then ``__other__``);
+  file names of each category (at most ``MAX_CATEGORIES`` categories, then ``__other__``; the
+  predicted class keeps every one of the model's classes);
 * 256-bin pixel histograms per R, G, B channel (integer counts);
 * data-quality counts with the first few file names per issue;
 * per feature the few lowest and highest images (path + value), for the report's thumbnails.
@@ -138,13 +139,17 @@ class Extremes:
 
 @dataclass
 class Categories:
-    """Counts per category value and the first few file names of each."""
+    """Counts per category value and the first few file names of each.
+
+    At most ``limit`` distinct values are named; later new values are counted as ``OTHER``.
+    """
 
     counts: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    limit: int = MAX_CATEGORIES
 
     def add(self, value: str, name: str) -> None:
-        if value not in self.counts and len(self.counts) >= MAX_CATEGORIES:
+        if value not in self.counts and len(self.counts) >= self.limit:
             value = OTHER
         self.counts[value] = self.counts.get(value, 0) + 1
         names = self.examples.setdefault(value, [])
@@ -153,7 +158,7 @@ class Categories:
 
     def merge(self, other: Categories) -> None:
         for value, count in other.counts.items():
-            key = value if value in self.counts or len(self.counts) < MAX_CATEGORIES else OTHER
+            key = value if value in self.counts or len(self.counts) < self.limit else OTHER
             self.counts[key] = self.counts.get(key, 0) + count
             self.examples[key] = (self.examples.get(key, []) + other.examples.get(value, []))[
                 :_EXAMPLES
@@ -197,6 +202,11 @@ class Profile:
             self.sample_values = np.zeros((0, len(self.features)))
         for name in self.features:
             self.moments.setdefault(name, Moments())
+        if self.model is not None:
+            # Every class must keep its own count: folding the classes seen after the first
+            # MAX_CATEGORIES into OTHER would compare different class sets night by night.
+            classes = self.categories.setdefault("predicted_class", Categories())
+            classes.limit = max(classes.limit, self.model.num_classes)
 
     @property
     def image_count(self) -> int:
@@ -249,7 +259,7 @@ class Profile:
         self._keep_bottom_k(np.concatenate([self.sample_keys, other.sample_keys]),
                             np.concatenate([self.sample_values, other.sample_values]))
         for name, cats in other.categories.items():
-            self.categories.setdefault(name, Categories()).merge(cats)
+            self.categories.setdefault(name, Categories(limit=cats.limit)).merge(cats)
         self.histograms = self.histograms + other.histograms
         for kind, issue in other.issues.items():
             self.issues.setdefault(kind, Issue()).merge(issue)
@@ -277,8 +287,8 @@ class Profile:
             },
             "sample_keys": [int(k) for k in self.sample_keys],
             "categories": {
-                name: {"counts": dict(c.counts), "examples": {k: list(v) for k, v in
-                                                              c.examples.items()}}
+                name: {"counts": dict(c.counts), "limit": c.limit,
+                       "examples": {k: list(v) for k, v in c.examples.items()}}
                 for name, c in self.categories.items()
             },
             "pixel_histograms": {ch: self.histograms[i].tolist() for i, ch in enumerate("rgb")},
@@ -320,8 +330,9 @@ class Profile:
                 sample_keys=np.asarray(d["sample_keys"], dtype=np.uint64),
                 sample_values=values,
                 categories={
-                    n: Categories(dict(c["counts"]), {k: list(v) for k, v in
-                                                      c["examples"].items()})
+                    n: Categories(dict(c["counts"]),
+                                  {k: list(v) for k, v in c["examples"].items()},
+                                  int(c.get("limit", MAX_CATEGORIES)))
                     for n, c in d["categories"].items()
                 },
                 histograms=np.asarray([d["pixel_histograms"][ch] for ch in "rgb"],

@@ -8,8 +8,11 @@ of the family (reported with ``p_adjusted`` 1.0): the choice depends only on the
 sample, not on how it splits between the two sides, so the family-wise level still holds,
 and the remaining tests are not diluted by tests that could never fire. A test is
 *significant* when its adjusted p-value is at most ``alpha``; its severity then comes from
-its effect size (``options.wasserstein_*`` for continuous features, ``options.psi_*`` for
-categorical ones), so a large night does not alarm on a trivial difference. A section's
+its effect size (``options.wasserstein_*`` for continuous features, ``options.tvd_*`` for
+categorical ones), so a large night does not alarm on a trivial difference. Categorical tests
+(``analyzer.stats.category_test``) take their p-value from permutations, so they hold their
+level for any number of categories and any night size (a 1,000-class model's predicted class
+on a night of 30 images included). A section's
 severity is the highest of its tests; ``overall_severity`` is the highest of the sections
 (data quality included) and ``overall_drift_detected`` is ``overall_severity != "none"``.
 """
@@ -32,7 +35,7 @@ from analyzer.images import FEATURES, ISSUES
 from analyzer.options import AnalyzerOptions
 from analyzer.profile import OTHER, Categories, Issue, Profile
 from analyzer.severity import Severity
-from analyzer.stats import TwoSample, adjust, chi2_test, ks_test, severity_from_effect
+from analyzer.stats import TwoSample, adjust, category_test, ks_test, severity_from_effect
 
 SCHEMA_VERSION = 1
 PIXEL, CONFIDENCE, CLASSES = (
@@ -221,10 +224,10 @@ def _plan_ks(base: Profile, cur: Profile, feature: str, section: str,
 
 
 def _plan_chi2(base: Categories, cur: Categories, feature: str, section: str,
-               options: AnalyzerOptions) -> _Planned:
+               options: AnalyzerOptions, permutations: int) -> _Planned:
     nb, nc = sum(base.counts.values()), sum(cur.counts.values())
     enough = min(nb, nc) >= options.min_samples
-    outcome = chi2_test(base.counts, cur.counts) if enough else None
+    outcome = category_test(base.counts, cur.counts, permutations, OTHER) if enough else None
     seen = {k for counts in (base.counts, cur.counts) for k, v in counts.items() if v > 0}
     return _Planned(feature, section, outcome, len(seen) <= 1, math.nan, math.nan, nb, nc)
 
@@ -241,7 +244,7 @@ def _finish(plans: list[_Planned], options: AnalyzerOptions) -> list[TestResult]
         p_adj = adjusted.get(i, 1.0)
         significant = o is not None and p_adj <= options.alpha
         severity = Severity.NONE
-        kind = "wasserstein" if o is None or o.effect_size_kind == "wasserstein_norm" else "psi"
+        kind = "wasserstein" if o is None or o.effect_size_kind == "wasserstein_norm" else "tvd"
         cutoffs = [getattr(options, f"{kind}_{lvl}") for lvl in ("low", "medium", "high")]
         if o is not None and significant:
             severity = severity_from_effect(o.effect_size, *cutoffs)
@@ -378,17 +381,21 @@ def compare(baseline: Profile, current: Profile, options: AnalyzerOptions, now: 
     if missing:
         raise BaselineError(f"baseline profile lacks features {', '.join(missing)}; "
                             "regenerate it with this analyzer version")
+    reason = _model_unavailable(baseline, current)
+    shared = ([f for f in current.features if f in baseline.features and f not in FEATURES]
+              if reason is None else [])
+    family = len(FEATURES) + len(IMAGE_CATEGORIES) + (len(shared) + 1 if reason is None else 0)
+    permutations = max(options.permutations, math.ceil(4 * family / options.alpha))
     plans = [_plan_ks(baseline, current, f, PIXEL, options) for f in FEATURES]
     plans += [_plan_chi2(baseline.categories.get(c, Categories()),
-                         current.categories.get(c, Categories()), c, PIXEL, options)
+                         current.categories.get(c, Categories()), c, PIXEL, options,
+                         permutations)
               for c in IMAGE_CATEGORIES]
-    reason = _model_unavailable(baseline, current)
     if reason is None:
-        shared = [f for f in current.features if f in baseline.features and f not in FEATURES]
         plans += [_plan_ks(baseline, current, f, CONFIDENCE, options) for f in shared]
         plans.append(_plan_chi2(baseline.categories.get("predicted_class", Categories()),
                                 current.categories.get("predicted_class", Categories()),
-                                "predicted_class", CLASSES, options))
+                                "predicted_class", CLASSES, options, permutations))
     results = _finish(plans, options)
 
     def section(name: str, values: dict[str, Any], why: str | None = None) -> Section:
