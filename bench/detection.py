@@ -1,21 +1,20 @@
 """Detection benchmark: driftd's false-alarm and detection rates next to two reference detectors.
 
-Every trial writes a baseline folder and a current folder of PNG files built from the
-Fashion-MNIST test split (Debian package ``dataset-fashion-mnist``), and asks three detectors
-whether the current folder drifted:
+Every trial writes a baseline folder and current folders of real images (``--source``, see
+``bench/image_sources.py``: colourised Fashion-MNIST with the bundled 10-class model, or random
+crops of real photographs with a 1,000-class ImageNet EfficientNet-Lite), and asks three
+detectors whether each current folder drifted:
 
 - **driftd**, exactly as a user runs it: ``DatasetAnalyzer(folder, model_path=..., **options)``,
   ``.analyze()`` on the baseline folder, ``.detect_drift(baseline)`` on the current folder, the
   verdict is ``overall_drift_detected``;
-- **BBSD**, the best detector of "Failing Loudly" (Rabanser et al., NeurIPS 2019): the bundled
+- **BBSD**, the best detector of "Failing Loudly" (Rabanser et al., NeurIPS 2019): the same
   model's softmax outputs, one two-sample KS test per class, Bonferroni at alpha 0.05;
 - **properties**, a deepchecks-style rule: KS statistic > 0.2 on any of deepchecks' default image
   properties (aspect ratio, area, brightness, RMS contrast, mean R/G/B relative intensity).
 
-The images are "colourised" Fashion-MNIST: each grey image gets a random luma-preserving colour
-tint (seeded), so that colour cast and grayscale conversion are real shifts while the model,
-which sees the luma, gets the images it was trained on. The baseline pool and the current pool
-are disjoint halves of the test split; the no-shift case is a fresh sample of the current pool.
+The no-shift nights are fresh samples of the baseline's own law; each shift corrupts a fresh
+sample (or, for the class-prior shift, reweights the classes or groups it is drawn from).
 
 Run ``python bench/detection.py --help``; ``--quick`` for a short iteration run.
 """
@@ -23,7 +22,6 @@ Run ``python bench/detection.py --help``; ``--quick`` for a short iteration run.
 from __future__ import annotations
 
 import argparse
-import gzip
 import io
 import json
 import platform
@@ -42,86 +40,24 @@ from numpy.typing import NDArray
 from PIL import Image, ImageEnhance, ImageFilter
 from scipy import stats
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-DEFAULT_MODEL = REPO_ROOT / "models" / "demo_classifier.tflite"
-DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "detection.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# A script beside its helper module.
+from image_sources import (
+    REPO_ROOT,
+    SOURCES,
+    Images,
+    ImageSource,
+    load_source,
+    prior_weights,
+)
+
+RESULTS = REPO_ROOT / "bench" / "results"
 ALPHA = 0.05
 PROPERTY_KS_THRESHOLD = 0.2
 READING_START = "<!-- reading -->"
 READING_END = "<!-- /reading -->"
 
-Images = NDArray[np.uint8]
-"""A stack of RGB images, shape (n, height, width, 3)."""
-
 ShiftFn = Callable[[Images, np.random.Generator], Images]
-
-
-# ---------------------------------------------------------------------------- dataset
-
-
-def read_idx(path: Path) -> NDArray[np.uint8]:
-    """Read a gzipped IDX file of unsigned bytes (the MNIST format) into an array.
-
-    Raises ``ValueError`` naming the file when its header is not an unsigned-byte IDX header.
-    """
-    with gzip.open(path, "rb") as handle:
-        data = handle.read()
-    if data[:2] != b"\x00\x00" or data[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (header {data[:4].hex()})")
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def colourise(gray: NDArray[np.uint8], rng: np.random.Generator) -> Images:
-    """Tint each grey image with a random colour whose luma is 1, so PIL's ``L`` gives it back.
-
-    Hue is uniform, saturation uniform in [0, 0.5]; bright pixels of strongly tinted images clip.
-    """
-    hue = rng.uniform(0.0, 1.0, (len(gray), 1))
-    sat = rng.uniform(0.0, 0.5, (len(gray), 1))
-    # HSV -> RGB at value 1 (the closed form of colorsys.hsv_to_rgb), vectorised.
-    k = (np.array([5.0, 3.0, 1.0]) + 6.0 * hue) % 6.0
-    rgb = 1.0 - sat * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
-    tints = rgb / (rgb @ LUMA)[:, None]
-    out = gray[..., None].astype(np.float32) * tints[:, None, None, :].astype(np.float32)
-    np.rint(out, out=out)
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8)
-
-
-LUMA = np.array([0.299, 0.587, 0.114])
-"""ITU-R 601-2 luma weights, as Pillow's RGB -> L conversion uses them."""
-
-
-@dataclass(frozen=True)
-class Pools:
-    """The colourised test split cut into a baseline pool and a disjoint current pool."""
-
-    images: Images
-    labels: NDArray[np.uint8]
-    baseline: NDArray[np.int64]
-    current: NDArray[np.int64]
-
-
-def load_pools(root: Path = FASHION_MNIST_DIR, seed: int = 0) -> Pools:
-    """Load the Fashion-MNIST test split, colourise it and split it into two disjoint halves.
-
-    Raises ``FileNotFoundError`` with the install command when the Debian package is missing.
-    """
-    images_path = root / "t10k-images-idx3-ubyte.gz"
-    labels_path = root / "t10k-labels-idx1-ubyte.gz"
-    if not images_path.exists():
-        raise FileNotFoundError(
-            f"{images_path} not found; install it with `apt-get install dataset-fashion-mnist`"
-        )
-    rng = np.random.default_rng(seed)
-    gray = read_idx(images_path)
-    labels = read_idx(labels_path)
-    order = rng.permutation(len(gray))
-    half = len(gray) // 2
-    return Pools(colourise(gray, rng), labels, order[:half], order[half:])
 
 
 # ---------------------------------------------------------------------------- shifts
@@ -200,13 +136,18 @@ def identity(images: Images, rng: np.random.Generator) -> Images:
 @dataclass(frozen=True)
 class Shift:
     """One cell of the suite: a pixel corruption applied to ``fraction`` of the current images,
-    and/or a class-prior change (``class_weights[label]`` scales the sampling probability)."""
+    and/or a class-prior change (``prior``: the night is drawn with ``prior_weights``)."""
 
     name: str
     family: str
     fn: ShiftFn
     fraction: float = 1.0
-    class_weights: tuple[float, ...] | None = None
+    prior: bool = False
+
+    def draw(self, source: ImageSource, n: int, rng: np.random.Generator) -> Images:
+        """A current night of ``n`` images from ``source`` with this shift applied."""
+        weights = prior_weights(source.groups) if self.prior else None
+        return self.apply(source.draw("current", n, rng, weights), rng)
 
     def apply(self, images: Images, rng: np.random.Generator) -> Images:
         """Return ``images`` with the corruption applied to a random ``fraction`` of them."""
@@ -219,10 +160,6 @@ class Shift:
 
 
 NO_SHIFT = Shift("no_shift", "none", identity)
-
-# Classes 0-2 (T-shirt/top, Trouser, Pullover) three times as likely: they make up ~56% of a
-# night instead of 30%, as when one product line takes over.
-PRIOR_WEIGHTS = (3.0, 3.0, 3.0) + (1.0,) * 7
 
 SHIFTS: tuple[Shift, ...] = (
     Shift("noise_s8", "noise", gaussian_noise(8)),
@@ -243,18 +180,21 @@ SHIFTS: tuple[Shift, ...] = (
     Shift("rotation_20", "rotation", rotation(20)),
     Shift("resolution_x2", "resolution", resolution_loss(2)),
     Shift("grayscale", "grayscale", grayscale),
-    Shift("class_prior", "class-prior", identity, class_weights=PRIOR_WEIGHTS),
+    Shift("class_prior", "class-prior", identity, prior=True),
 )
 FAMILIES = tuple(dict.fromkeys(s.family for s in SHIFTS))
 
 
 def select_shifts(spec: str | None) -> tuple[Shift, ...]:
-    """The shifts named in the comma-separated ``spec`` (shift names or family names); all if None.
+    """The shifts named in the comma-separated ``spec`` (shift names or family names); all if
+    None; none if ``"none"`` (only the no-shift nights run).
 
     Raises ``ValueError`` naming the unknown entry and the known names.
     """
     if not spec:
         return SHIFTS
+    if spec.strip() == "none":
+        return ()
     chosen: list[Shift] = []
     for entry in (e.strip() for e in spec.split(",") if e.strip()):
         matches = [s for s in SHIFTS if entry in (s.name, s.family)]
@@ -265,22 +205,17 @@ def select_shifts(spec: str | None) -> tuple[Shift, ...]:
     return tuple(chosen)
 
 
-def sample(pools: Pools, pool: NDArray[np.int64], n: int, rng: np.random.Generator,
-           class_weights: Sequence[float] | None = None) -> NDArray[np.int64]:
-    """Draw ``n`` distinct indices from ``pool``, class-weighted when ``class_weights`` is set."""
-    if class_weights is None:
-        return rng.choice(pool, size=n, replace=False)
-    weights = np.asarray(class_weights)[pools.labels[pool]]
-    return rng.choice(pool, size=n, replace=False, p=weights / weights.sum())
-
-
-def write_folder(folder: Path, images: Images) -> None:
-    """Replace ``folder``'s content with one PNG per image."""
+def write_folder(folder: Path, images: Images, fmt: str = "png") -> None:
+    """Replace ``folder``'s content with one file per image: PNG, or JPEG at quality 90
+    (``fmt="jpeg"``, as a camera pipeline writes photographs)."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     for i, img in enumerate(images):
-        Image.fromarray(img).save(folder / f"img_{i:05d}.png")
+        if fmt == "jpeg":
+            Image.fromarray(img).save(folder / f"img_{i:05d}.jpg", quality=90)
+        else:
+            Image.fromarray(img).save(folder / f"img_{i:05d}.png")
 
 
 def read_folder(folder: Path) -> list[Images]:
@@ -359,35 +294,55 @@ class PropertyDetector:
 
 
 class BBSDDetector:
-    """Failing Loudly's BBSD: per-class KS on the model's softmax outputs, Bonferroni at alpha."""
+    """Failing Loudly's BBSD: per-class KS on the model's softmax outputs, Bonferroni at alpha.
 
-    name = "bbsd"
+    With ``top``, only the ``top`` classes with the highest mean baseline probability are
+    tested (Bonferroni over ``top``): the variant a many-class model would need, kept here as
+    evidence for driftd's choice of per-class tests.
+    """
 
-    def __init__(self, softmax: Callable[[list[Images]], NDArray[np.float64]],
-                 alpha: float = ALPHA) -> None:
+    def __init__(self, softmax: Callable[[Path], NDArray[np.float64]],
+                 alpha: float = ALPHA, top: int | None = None) -> None:
         self.softmax = softmax
         self.alpha = alpha
+        self.top = top
+        self.name = "bbsd" if top is None else f"bbsd-top{top}"
 
     def fit(self, folder: Path) -> NDArray[np.float64]:
-        return self.softmax(read_folder(folder))
+        return self.softmax(folder)
 
     def detect(self, reference: NDArray[np.float64], folder: Path) -> Verdict:
-        current = self.softmax(read_folder(folder))
-        classes = reference.shape[1]
-        fired = [f"softmax_{k}" for k in range(classes)
-                 if stats.ks_2samp(reference[:, k], current[:, k]).pvalue < self.alpha / classes]
+        current = self.softmax(folder)
+        classes = np.arange(reference.shape[1])
+        if self.top is not None:
+            classes = np.argsort(-reference.mean(axis=0), kind="stable")[: self.top]
+        fired = [f"softmax_{k}" for k in classes
+                 if stats.ks_2samp(reference[:, k], current[:, k]).pvalue
+                 < self.alpha / classes.size]
         return Verdict(bool(fired), fired)
 
 
-def tflite_softmax(model_path: Path) -> Callable[[list[Images]], NDArray[np.float64]]:
-    """Softmax outputs of the bundled model through driftd's own ``analyzer.model.Classifier``."""
+def tflite_softmax(model_path: Path, batch: int = 256) -> Callable[[Path], NDArray[np.float64]]:
+    """Softmax outputs of a folder's images through driftd's own ``analyzer.model.Classifier``.
+
+    The last folder's outputs are kept, so the BBSD variants judging one night run the model
+    once (a night folder is rewritten, with a new mtime, for every night).
+    """
     from analyzer.model import Classifier
 
     classifier = Classifier.load(model_path)
+    memo: dict[tuple[str, int], NDArray[np.float64]] = {}
 
-    def softmax(images: list[Images]) -> NDArray[np.float64]:
-        batch = np.stack([classifier.preprocess(Image.fromarray(im)) for im in images])
-        return classifier.predict(batch)
+    def softmax(folder: Path) -> NDArray[np.float64]:
+        key = (str(folder), folder.stat().st_mtime_ns)
+        if key not in memo:
+            images = read_folder(folder)
+            memo.clear()
+            memo[key] = np.concatenate([
+                classifier.predict(np.stack([classifier.preprocess(Image.fromarray(im))
+                                             for im in images[i:i + batch]]))
+                for i in range(0, len(images), batch)])
+        return memo[key]
 
     return softmax
 
@@ -457,42 +412,66 @@ class Config:
     options: dict[str, Any]
     detectors: list[str]
     command: str
+    source: str = "fashion"
+    baseline_size: int | None = None
+    shift_sizes: list[int] | None = None
+
+    def shifts_at(self, size: int) -> bool:
+        """Whether the shift families run at ``size`` (the no-shift nights run at every size)."""
+        return self.shift_sizes is None or size in self.shift_sizes
 
 
-def run(config: Config, detectors: Sequence[Detector], pools: Pools,
+def run(config: Config, detectors: Sequence[Detector], source: ImageSource,
         work: Path, log: Callable[[str], None] = print) -> tuple[list[Record], dict[str, float]]:
-    """Run every (size, trial, cell) of ``config``; return the verdicts and the fit times.
+    """Run every (trial, size, cell) of ``config``; return the verdicts and the fit times.
 
-    Per (size, trial) one baseline folder is written and each detector fits it once; then
-    ``null_per_trial`` fresh no-shift nights and one night per shift are judged against it, as
-    nightly use judges many nights against one saved baseline.
+    A trial writes one baseline folder that each detector fits once, then judges
+    ``null_per_trial`` fresh no-shift nights and one night per shift against it, as nightly use
+    judges many nights against one saved baseline. With ``config.baseline_size`` one baseline of
+    that size per trial serves the nights of every size; without it each (size, trial) has its
+    own baseline of ``size`` images.
     """
-    shifts = select_shifts(",".join(config.shifts))
+    shifts = [s for s in SHIFTS if s.name in config.shifts]
+    fmt = "png" if source.name == "fashion" else "jpeg"
     records: list[Record] = []
     fit_seconds: dict[str, float] = {d.name: 0.0 for d in detectors}
     cells = [(NO_SHIFT, rep) for rep in range(config.null_per_trial)] + [(s, 0) for s in shifts]
-    for size in config.sizes:
-        for trial in range(config.trials):
-            rng = np.random.default_rng([config.seed, size, trial])
-            write_folder(work / "baseline", pools.images[sample(pools, pools.baseline, size, rng)])
-            references = {}
+
+    def fit(n: int, rng: np.random.Generator) -> dict[str, Any]:
+        write_folder(work / "baseline", source.draw("baseline", n, rng), fmt)
+        references = {}
+        for det in detectors:
+            start = time.perf_counter()
+            references[det.name] = det.fit(work / "baseline")
+            fit_seconds[det.name] += time.perf_counter() - start
+        return references
+
+    def judge(size: int, trial: int, references: dict[str, Any]) -> None:
+        for cell, (shift, rep) in enumerate(cells):
+            if shift is not NO_SHIFT and not config.shifts_at(size):
+                continue
+            night_rng = np.random.default_rng([config.seed, size, trial, cell, 1])
+            write_folder(work / "current", shift.draw(source, size, night_rng), fmt)
+            verdicts = []
             for det in detectors:
                 start = time.perf_counter()
-                references[det.name] = det.fit(work / "baseline")
-                fit_seconds[det.name] += time.perf_counter() - start
-            for cell, (shift, rep) in enumerate(cells):
-                night_rng = np.random.default_rng([config.seed, size, trial, cell, 1])
-                idx = sample(pools, pools.current, size, night_rng, shift.class_weights)
-                write_folder(work / "current", shift.apply(pools.images[idx], night_rng))
-                verdicts = []
-                for det in detectors:
-                    start = time.perf_counter()
-                    verdict = det.detect(references[det.name], work / "current")
-                    seconds = time.perf_counter() - start
-                    records.append(Record(size, trial, shift.name, shift.family, rep, det.name,
-                                          verdict.drift, seconds, verdict.fired, verdict.tests))
-                    verdicts.append(f"{det.name}={'D' if verdict.drift else '.'}")
-                log(f"n={size} trial={trial} {shift.name}#{rep}: {' '.join(verdicts)}")
+                verdict = det.detect(references[det.name], work / "current")
+                seconds = time.perf_counter() - start
+                records.append(Record(size, trial, shift.name, shift.family, rep, det.name,
+                                      verdict.drift, seconds, verdict.fired, verdict.tests))
+                verdicts.append(f"{det.name}={'D' if verdict.drift else '.'}")
+            log(f"n={size} trial={trial} {shift.name}#{rep}: {' '.join(verdicts)}")
+
+    if config.baseline_size:
+        for trial in range(config.trials):
+            references = fit(config.baseline_size,
+                             np.random.default_rng([config.seed, 0, trial]))
+            for size in config.sizes:
+                judge(size, trial, references)
+    else:
+        for size in config.sizes:
+            for trial in range(config.trials):
+                judge(size, trial, fit(size, np.random.default_rng([config.seed, size, trial])))
     return records, fit_seconds
 
 
@@ -516,9 +495,11 @@ def summarise(records: Sequence[Record], config: Config) -> dict[str, Any]:
         for det in config.detectors:
             mine = _pick(records, size=size, detector=det)
             null = _pick(mine, shift=NO_SHIFT.name)
-            per_shift = {s.name: _rate(_pick(mine, shift=s.name)) for s in shifts}
-            families = dict.fromkeys(s.family for s in shifts)
-            per_family = {f: float(np.mean([per_shift[s.name] for s in shifts if s.family == f]))
+            per_shift = {s.name: _rate(_pick(mine, shift=s.name)) for s in shifts
+                         if _pick(mine, shift=s.name)}
+            ran = [s for s in shifts if s.name in per_shift]
+            families = dict.fromkeys(s.family for s in ran)
+            per_family = {f: float(np.mean([per_shift[s.name] for s in ran if s.family == f]))
                           for f in families}
             per_size[det] = {
                 "false_alarms": sum(r.drift for r in null), "null_nights": len(null),
@@ -535,48 +516,66 @@ def _pct(x: float | None) -> str:
     return "–" if x is None or x != x else f"{100 * x:.0f}%"
 
 
+def upper_bound(hits: int, trials: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper confidence bound of a rate seen as ``hits``/``trials``."""
+    if trials == 0:
+        return float("nan")
+    if hits >= trials:
+        return 1.0
+    return float(stats.beta.ppf(confidence, hits + 1, trials - hits))
+
+
 def markdown(summary: dict[str, Any], config: Config, fit_seconds: dict[str, float],
-             total_seconds: float) -> str:
+             total_seconds: float, description: str = "") -> str:
     """The result tables as Markdown (what the README shows)."""
     dets = config.detectors
     refs = [d for d in dets if d != "driftd"]
     sizes = [str(s) for s in config.sizes]
+    shifted = [s for s in sizes if summary[s][dets[0]]["detection_rate"]]
+    baseline = (f"a baseline of {config.baseline_size} images per trial"
+                if config.baseline_size else "a baseline of n images per (size, trial)")
     lines = [
         "## Detection benchmark",
         "",
         f"Command: `{config.command}`",
         "",
-        f"Data: Fashion-MNIST test split (colourised, PNG, 28×28), baseline and current nights "
-        f"drawn from disjoint halves; {config.trials} trials per size, "
-        f"{config.null_per_trial} no-shift nights per trial; model `{config.model}`; "
+        f"Data: {description or config.source}; {baseline}; {config.trials} trials, "
+        f"{config.null_per_trial} no-shift nights per trial and size; model `{config.model}`; "
         f"driftd options: `{json.dumps(config.options) if config.options else 'defaults'}`; "
         f"machine: {platform.machine()}, {_cpu_count()} cores; total wall time "
         f"{total_seconds / 60:.1f} min.",
         "",
         "### False alarms on no-shift nights",
         "",
+        "Share of no-shift nights flagged (count; one-sided 95% Clopper-Pearson upper bound).",
+        "",
         "| detector | " + " | ".join(f"n={s}" for s in sizes) + " |",
         "|---|" + "---:|" * len(sizes),
     ]
     for det in dets:
-        cells = [f"{_pct(summary[s][det]['false_alarm_rate'])} "
-                 f"({summary[s][det]['false_alarms']}/{summary[s][det]['null_nights']})"
-                 for s in sizes]
-        lines.append(f"| {det} | " + " | ".join(cells) + " |")
-    lines += ["", "### Detection rate per shift", "",
-              "| shift | " + " | ".join(f"{d} n={s}" for s in sizes for d in dets) + " |",
-              "|---|" + "---:|" * (len(sizes) * len(dets))]
-    for name in next(iter(summary.values()))[dets[0]]["detection_rate"]:
-        cells = [_pct(summary[s][d]["detection_rate"][name]) for s in sizes for d in dets]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("| **suite mean** | " + " | ".join(
-        f"**{_pct(summary[s][d]['suite_mean'])}**" for s in sizes for d in dets) + " |")
-    lines += ["", "### Per shift family: driftd against the better reference", "",
-              "| family | " + " | ".join(f"n={s}: driftd / best ref" for s in sizes) + " |",
-              "|---|" + "---:|" * len(sizes)]
-    for family in next(iter(summary.values()))[dets[0]]["family_rate"]:
         cells = []
         for s in sizes:
+            row = summary[s][det]
+            bound = upper_bound(row["false_alarms"], row["null_nights"])
+            cells.append(f"{_pct(row['false_alarm_rate'])} ({row['false_alarms']}/"
+                         f"{row['null_nights']}; ≤ {_pct(bound)})")
+        lines.append(f"| {det} | " + " | ".join(cells) + " |")
+    if not shifted:
+        return "\n".join([*lines, ""])
+    lines += ["", "### Detection rate per shift", "",
+              "| shift | " + " | ".join(f"{d} n={s}" for s in shifted for d in dets) + " |",
+              "|---|" + "---:|" * (len(shifted) * len(dets))]
+    for name in summary[shifted[0]][dets[0]]["detection_rate"]:
+        cells = [_pct(summary[s][d]["detection_rate"].get(name)) for s in shifted for d in dets]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| **suite mean** | " + " | ".join(
+        f"**{_pct(summary[s][d]['suite_mean'])}**" for s in shifted for d in dets) + " |")
+    lines += ["", "### Per shift family: driftd against the better reference", "",
+              "| family | " + " | ".join(f"n={s}: driftd / best ref" for s in shifted) + " |",
+              "|---|" + "---:|" * len(shifted)]
+    for family in summary[shifted[0]][dets[0]]["family_rate"]:
+        cells = []
+        for s in shifted:
             ours = summary[s].get("driftd", {}).get("family_rate", {}).get(family)
             best = max((summary[s][r]["family_rate"][family] for r in refs), default=None)
             mark = "" if ours is None or best is None else (" ✓" if ours >= best else " ✗")
@@ -634,7 +633,7 @@ class Replay:
     correction: Callable[[Sequence[float]], NDArray[np.float64]]
     alpha: float = ALPHA
     wasserstein_low: float = 0.1
-    psi_low: float = 0.1
+    tvd_low: float = 0.05
 
     def drift(self, tests: Sequence[Sequence[Any]]) -> bool:
         """Whether any test is significant after correction with an effect above its cut-off."""
@@ -642,7 +641,7 @@ class Replay:
             return False
         adjusted = self.correction([t[1] for t in tests])
         return any(q <= self.alpha and t[2] >= (self.wasserstein_low
-                                               if t[3] == "wasserstein_norm" else self.psi_low)
+                                               if t[3] == "wasserstein_norm" else self.tvd_low)
                    for q, t in zip(adjusted, tests, strict=True))
 
 
@@ -725,31 +724,43 @@ def build_detectors(names: Sequence[str], model: Path | None,
     Raises ``ValueError`` naming an unknown detector and the known ones.
     """
     detectors: list[Detector] = []
+    softmax = tflite_softmax(model) if model is not None else None
     for name in names:
+        top = re.fullmatch(r"bbsd-top(\d+)", name)
         if name == "driftd":
             detectors.append(DriftdDetector(model, options))
-        elif name == "bbsd":
-            if model is not None:
-                detectors.append(BBSDDetector(tflite_softmax(model)))
+        elif name == "bbsd" or top:
+            if softmax is not None:
+                detectors.append(BBSDDetector(softmax, top=int(top.group(1)) if top else None))
         elif name == "properties":
             detectors.append(PropertyDetector())
         else:
-            raise ValueError(f"unknown detector {name!r}; choose from driftd, bbsd, properties")
+            raise ValueError(f"unknown detector {name!r}; choose from driftd, bbsd, "
+                             "bbsd-topN (e.g. bbsd-top10), properties")
     return detectors
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the tables, write Markdown and JSON. Returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--source", default="fashion", choices=list(SOURCES),
+                        help="image set (bench/image_sources.py); the default model follows it")
     parser.add_argument("--trials", type=int, default=None,
                         help="trials (baselines) per size (default 5; 2 with --quick)")
     parser.add_argument("--null-per-trial", type=int, default=None,
                         help="no-shift nights judged against each trial's baseline "
                         "(default 10; 3 with --quick)")
     parser.add_argument("--sizes", default="100,500", help="images per folder, comma-separated")
-    parser.add_argument("--shifts", default=None, help="shift or family names (default: all)")
+    parser.add_argument("--shift-sizes", default=None,
+                        help="sizes at which the shift families run (default: every size)")
+    parser.add_argument("--baseline-size", type=int, default=None,
+                        help="one baseline of this many images per trial for every size "
+                        "(default: a baseline of n images per size)")
+    parser.add_argument("--shifts", default=None,
+                        help="shift or family names (default: all; none: no-shift nights only)")
     parser.add_argument("--seed", type=int, default=20191208)
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--model", type=Path, default=None,
+                        help="TFLite classifier (default: the source's, see image_sources.py)")
     parser.add_argument("--no-model", action="store_true",
                         help="run driftd without a model (BBSD is skipped)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -757,8 +768,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--detectors", default="driftd,bbsd,properties")
     parser.add_argument("--quick", action="store_true",
                         help="fewer trials and no-shift nights, for iteration")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="Markdown output; the JSON goes beside it with .json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="Markdown output (default bench/results/detection-SOURCE.md); "
+                        "the JSON goes beside it with .json")
     args = parser.parse_args(argv)
     # Run as a script from a checkout: import the working tree's analyzer, not an installed one.
     sys.path.insert(0, str(REPO_ROOT))
@@ -767,7 +779,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.null_per_trial is None:
         args.null_per_trial = 3 if args.quick else 10
 
-    model = None if args.no_model else args.model
+    model = None if args.no_model else (args.model or SOURCES[args.source][1])
+    out = args.out or RESULTS / f"detection-{args.source}.md"
     if model is not None and not model.exists():
         parser.error(f"model {model} not found; pass --model PATH or --no-model")
     wanted = [d.strip() for d in args.detectors.split(",") if d.strip()]
@@ -783,19 +796,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         else (str(model) if model else None),
         options=parse_options(args.option), detectors=[d.name for d in detectors],
         command="python bench/detection.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        source=args.source, baseline_size=args.baseline_size,
+        shift_sizes=[int(s) for s in args.shift_sizes.split(",")] if args.shift_sizes else None,
     )
-    pools = load_pools(seed=0)
+    try:
+        source = load_source(args.source)
+    except FileNotFoundError as err:
+        parser.error(str(err))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="driftd-bench-") as tmp:
-        records, fit_seconds = run(config, detectors, pools, Path(tmp),
+        records, fit_seconds = run(config, detectors, source, Path(tmp),
                                    log=lambda m: print(m, file=sys.stderr, flush=True))
     total = time.perf_counter() - start
     summary = summarise(records, config)
-    text = markdown(summary, config, fit_seconds, total) + "\n" + replay_markdown(records, config)
+    text = (markdown(summary, config, fit_seconds, total, source.description) + "\n"
+            + replay_markdown(records, config))
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(keep_reading(args.out, text))
-    args.out.with_suffix(".json").write_text(json.dumps(
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(keep_reading(out, text))
+    out.with_suffix(".json").write_text(json.dumps(
         {"config": asdict(config), "summary": summary, "fit_seconds": fit_seconds,
          "total_seconds": total, "records": [asdict(r) for r in records]}, indent=1))
     return 0

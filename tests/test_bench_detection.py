@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "detection.py"
 _spec = importlib.util.spec_from_file_location("bench_detection", BENCH)
@@ -15,11 +16,12 @@ assert _spec is not None and _spec.loader is not None
 detection = importlib.util.module_from_spec(_spec)
 sys.modules["bench_detection"] = detection
 _spec.loader.exec_module(detection)
+image_sources = sys.modules["image_sources"]
 
 
 @pytest.fixture(scope="module")
 def pools() -> object:
-    return detection.load_pools()
+    return image_sources.load_pools()
 
 
 def test_pools_are_disjoint_colour_images(pools: object) -> None:
@@ -34,12 +36,13 @@ def test_pools_are_disjoint_colour_images(pools: object) -> None:
 def test_every_shift_changes_the_night(pools: object, shift: object) -> None:
     """Each shift changes the pixels or, for the class-prior shift, the class mix of a night."""
     rng = np.random.default_rng(0)
-    idx = detection.sample(pools, pools.current, 200, rng, shift.class_weights)
-    if shift.class_weights is not None:
+    if shift.prior:
+        weights = image_sources.prior_weights(pools.groups)
+        idx = pools.sample(pools.current, 200, rng, weights)
         share = np.isin(pools.labels[idx], [0, 1, 2]).mean()
         assert share > 0.45
         return
-    images = pools.images[idx]
+    images = pools.images[pools.sample(pools.current, 200, rng)]
     shifted = shift.apply(images, rng)
     assert shifted.shape == images.shape and shifted.dtype == np.uint8
     changed = (shifted != images).any(axis=(1, 2, 3)).mean()
@@ -65,8 +68,9 @@ def test_bbsd_runs_per_class_ks_with_bonferroni(tmp_path: Path) -> None:
     """BBSD fires when one class's softmax share moves and not when the outputs are alike."""
     rng = np.random.default_rng(2)
 
-    def softmax(images: list[np.ndarray]) -> np.ndarray:
+    def softmax(folder: Path) -> np.ndarray:
         # Stand-in scorer: 3 "classes" from the mean of each channel of the image.
+        images = detection.read_folder(folder)
         means = np.array([im.reshape(-1, 3).mean(axis=0) + 1.0 for im in images])
         return means / means.sum(axis=1, keepdims=True)
 
@@ -81,6 +85,11 @@ def test_bbsd_runs_per_class_ks_with_bonferroni(tmp_path: Path) -> None:
     detection.write_folder(tmp_path / "cur", red)
     verdict = detector.detect(reference, tmp_path / "cur")
     assert verdict.drift and "softmax_0" in verdict.fired
+    # The top-1 variant tests only the class with the highest mean baseline probability.
+    top = detection.BBSDDetector(softmax, top=1)
+    assert top.name == "bbsd-top1"
+    assert top.detect(reference, tmp_path / "cur").fired == [
+        f"softmax_{int(np.argmax(reference.mean(axis=0)))}"]
 
 
 def test_summary_counts_false_alarms_and_family_rates() -> None:
@@ -100,7 +109,30 @@ def test_summary_counts_false_alarms_and_family_rates() -> None:
     assert summary["false_alarm_rate"] == 0.5
     assert summary["family_rate"] == {"noise": 0.5}
     text = detection.markdown({"10": {"properties": summary}}, config, {"properties": 0.2}, 1.0)
-    assert "| properties | 50% (1/2) |" in text
+    assert "| properties | 50% (1/2; ≤ 97%) |" in text
+
+
+def test_upper_bound_is_clopper_pearson() -> None:
+    """0 of 20 nights bounds the rate at 1 - 0.05^(1/20) ≈ 13.9%; 1 of 100 at ≈ 4.7%."""
+    assert detection.upper_bound(0, 20) == pytest.approx(1 - 0.05 ** (1 / 20))
+    assert detection.upper_bound(1, 100) == pytest.approx(0.0466, abs=1e-4)
+    assert detection.upper_bound(3, 3) == 1.0
+
+
+def test_photo_crops_are_iid_and_the_prior_shift_reweights_groups() -> None:
+    """Crops have the source's side; the prior shift draws the heavy groups more often."""
+    photos = [Image.new("RGB", (64, 48), (40 * g, 0, 0)) for g in range(6)]
+    source = image_sources.PhotoCrops("t", "test", photos, np.arange(6), side=16,
+                                      min_crop=0.5, max_crop=1.0)
+    rng = np.random.default_rng(0)
+    night = source.draw("current", 600, rng)
+    assert night.shape == (600, 16, 16, 3)
+    heavy = source.draw("current", 600, rng, image_sources.prior_weights(6))
+
+    def share_of_groups_0_and_1(images: np.ndarray) -> float:
+        return float((images[..., 0].mean(axis=(1, 2)) < 60).mean())
+
+    assert share_of_groups_0_and_1(heavy) > share_of_groups_0_and_1(night) + 0.2
 
 
 def test_hommel_replay_is_between_simes_and_holm() -> None:
