@@ -25,8 +25,10 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Literal
+from typing import Literal, overload
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -44,6 +46,61 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+@overload
+def non_empty_secret(value: SecretStr) -> SecretStr: ...
+@overload
+def non_empty_secret(value: None) -> None: ...
+@overload
+def non_empty_secret(value: SecretStr | None) -> SecretStr | None: ...
+def non_empty_secret(value: SecretStr | None) -> SecretStr | None:
+    """Refuse an empty (or blank) secret: it can only be a mistake, and fails late otherwise."""
+    if value is not None and not value.get_secret_value().strip():
+        raise ValueError("empty; set the secret (or remove the key and its credential file)")
+    return value
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, *, what: str, example: str, secret: bool) -> str:
+    """``url`` when it is a strict ``https://host/...`` URL (``http://`` only to a loopback
+    host, for local relays and tests); raise ``ValueError`` naming the problem otherwise.
+
+    No whitespace or control characters anywhere (an HTTP client would put them on the
+    request line, or refuse them in an error that quotes the URL). The message quotes the
+    value only when ``secret`` is false.
+    """
+    shown = "" if secret else f" {url!r}"
+    bad = next((c for c in url if c.isspace() or ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise ValueError(
+            f"{what}{shown} contains whitespace or a control character "
+            f"(U+{ord(bad):04X}); remove it (check the credential file for stray "
+            "spaces or line breaks)"
+        )
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(f"{what}{shown} is not a valid URL; use e.g. {example}") from None
+    if parts.scheme not in ("https", "http") or not host:
+        raise ValueError(f"{what}{shown} must be an https:// URL with a host, e.g. {example}")
+    if parts.scheme == "http" and not is_loopback_host(host):
+        raise ValueError(
+            f"{what}{shown} uses http:// to a non-loopback host; use https:// "
+            "(http:// is accepted only for 127.0.0.1, ::1 or localhost)"
+        )
+    return url
+
+
 class SlackSettings(_Section):
     """``[alerts.slack]``: an incoming webhook; alerts at ``min_severity`` and above."""
 
@@ -55,8 +112,9 @@ class SlackSettings(_Section):
     @field_validator("webhook_url")
     @classmethod
     def _https(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith(("https://", "http://")):
-            raise ValueError("webhook_url must be an http(s) URL (https://hooks.slack.com/…)")
+        non_empty_secret(value)
+        check_url(value.get_secret_value(), what="webhook_url",
+                  example="https://hooks.slack.com/services/…", secret=True)
         return value
 
     def to_config(self) -> SlackConfig:
@@ -80,6 +138,19 @@ class EmailSettings(_Section):
     min_severity: Severity = Severity.MEDIUM
     enabled: bool = True
     timeout_s: float = Field(default=20.0, gt=0)
+
+    @field_validator("recipients", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        # DRIFTD_ALERTS__EMAIL__RECIPIENTS="a@x.org, b@x.org" (a JSON list works too).
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _password_set(cls, value: SecretStr | None) -> SecretStr | None:
+        return non_empty_secret(value)
 
     @model_validator(mode="after")
     def _one_tls_mode(self) -> EmailSettings:
@@ -116,6 +187,17 @@ class PagerDutySettings(_Section):
     enabled: bool = True
     timeout_s: float = Field(default=10.0, gt=0)
 
+    @field_validator("routing_key")
+    @classmethod
+    def _key_set(cls, value: SecretStr) -> SecretStr:
+        return non_empty_secret(value)
+
+    @field_validator("events_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        return check_url(value, what="events_url", secret=False,
+                         example="https://events.pagerduty.com/v2/enqueue")
+
     def to_config(self) -> PagerDutyConfig:
         return PagerDutyConfig(
             routing_key=self.routing_key.get_secret_value(),
@@ -146,6 +228,13 @@ class Silence(_Section):
                 return date.fromisoformat(value.strip())
             except ValueError:
                 return value
+        return value
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("channels")
@@ -228,6 +317,19 @@ class RetrainSettings(_Section):
     on_medium: Literal["schedule", "now", "off"] = "schedule"
     medium_at: str = "03:00"
     timeout_s: float = Field(default=3600.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return check_url(value, what="url", example="https://ci.example.com/hooks/retrain",
+                         secret=True)
+
+    @field_validator("token")
+    @classmethod
+    def _token_set(cls, value: SecretStr | None) -> SecretStr | None:
+        return non_empty_secret(value)
 
     @field_validator("medium_at")
     @classmethod

@@ -178,6 +178,13 @@ class AlertRouter:
         )
         return [self._alert(channel, message, partition, now, now) for channel in self.thresholds()]
 
+    def plan_run_failure(self, day: date, error: str, now: datetime) -> list[OutboxAlert]:
+        """``run_failed`` alerts for a run that could analyse nothing (no baseline, broken
+        model, full disk ...): to every enabled channel, keyed by ``day`` so that a fault
+        that lasts is announced once a day, not at every run."""
+        message = AlertMessage.run_failure(day, error, monitor=self._alerts.monitor)
+        return [self._alert(channel, message, day, now, now) for channel in self.thresholds()]
+
     def _retrain_time(self, severity: Severity, now: datetime) -> datetime | None:
         r = self._retrain
         if not r.enabled:

@@ -1,7 +1,8 @@
 """The ``driftd`` command line.
 
 Exit codes (every command): 0 success (``check``: no drift), 1 drift detected (``check``
-only), 2 usage or configuration error (nothing was started), 3 runtime error.
+only), 2 usage or configuration error (nothing was started), 3 runtime error — for ``run
+--once``, ``backfill`` and ``retry`` also: a run-level fault, or any folder failed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="driftd",
         description="Nightly drift monitor for image classifiers in production.",
         epilog="Exit codes: 0 ok / no drift, 1 drift detected (check), "
-        "2 usage or configuration error, 3 runtime error.",
+        "2 usage or configuration error, 3 runtime error (run --once, backfill, retry: "
+        "also when any folder failed).",
     )
     parser.add_argument(
         "--config", metavar="FILE",
@@ -46,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = sub.add_parser("backfill", help="reprocess dates, ignoring the run ledger")
     backfill.add_argument("--from", dest="start", required=True, type=_day, metavar="YYYY-MM-DD")
     backfill.add_argument("--to", dest="end", required=True, type=_day, metavar="YYYY-MM-DD")
+
+    retry = sub.add_parser(
+        "retry", help="give failed (or given-up) dates fresh attempts and process them now"
+    )
+    retry.add_argument("dates", nargs="+", type=_day, metavar="YYYY-MM-DD")
 
     sub.add_parser("status", help="latest verdicts, store outage, pending writes, failed folders")
 
@@ -78,18 +85,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(args.workdir)
 
-    from daemon.config import ConfigError, load_settings
-    from daemon.logs import configure_logging
+    from daemon.config import ConfigError, load_settings, secret_values
+    from daemon.logs import configure_logging, get_logger
 
     try:
         settings = load_settings(args.config)
     except ConfigError as err:
         print(f"driftd: {err}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(settings.logging.level, settings.logging.format)
+    redactor = configure_logging(
+        settings.logging.level, settings.logging.format, secrets=secret_values(settings)
+    )
+    for warning in settings.warnings:
+        # stderr, not a log line on stdout: `status` and `config check` print JSON there.
+        print(f"driftd: warning: {warning}", file=sys.stderr)
     commands = {
         "run": _run, "baseline": _baseline, "check": _check, "backfill": _backfill,
-        "status": _status, "config": _config_check, "alerts": _alerts_test,
+        "retry": _retry, "status": _status, "config": _config_check, "alerts": _alerts_test,
     }
     try:
         return int(commands[args.command](settings, args))
@@ -97,11 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"driftd: {err}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception as err:
-        from daemon.logs import get_logger
-
         get_logger().error("command.failed", command=args.command,
                            error=f"{type(err).__name__}: {err}")
-        print(f"driftd {args.command}: {err}", file=sys.stderr)
+        print(redactor.text(f"driftd {args.command}: {err}"), file=sys.stderr)
         return EXIT_RUNTIME
 
 
@@ -113,10 +123,18 @@ def _run(settings: Any, args: argparse.Namespace) -> int:
         return daemon.serve()
     daemon.install_signal_handlers()
     summary = daemon.run_pending()
-    if summary.error:
-        print(f"driftd run --once: {summary.error}", file=sys.stderr)
+    if not summary.ok:
+        _print_problem("run --once", summary, settings)
         return EXIT_RUNTIME
     return EXIT_OK
+
+
+def _print_problem(command: str, summary: Any, settings: Any) -> None:
+    from daemon.config import secret_values
+    from daemon.redact import Redactor
+
+    print(Redactor(secret_values(settings)).text(f"driftd {command}: {summary.problem}"),
+          file=sys.stderr)
 
 
 def _analyzer(settings: Any, folder: Path, **extra: Any) -> Any:
@@ -142,13 +160,13 @@ def _baseline(settings: Any, args: argparse.Namespace) -> int:
 def _check(settings: Any, args: argparse.Namespace) -> int:
     from analyzer.html import generate_html_report
     from daemon.pipeline import Pipeline
-    from sinks.files import REPORT_ID_RE, ReportFiles
+    from sinks.files import REPORT_ID_RE, REPORT_ID_RULE, ReportFiles
 
     now = datetime.now(timezone.utc)
     report_id = args.report_id or f"check-{now:%Y%m%dT%H%M%SZ}"
     if not REPORT_ID_RE.fullmatch(report_id):
-        print(f"driftd check: --report-id {report_id!r} is not a valid id: use 1-64 letters, "
-              "digits, '_' or '-', starting with a letter or digit", file=sys.stderr)
+        print(f"driftd check: --report-id {report_id!r} is not a valid id: use "
+              f"{REPORT_ID_RULE}", file=sys.stderr)
         return EXIT_CONFIG
     baseline = Pipeline(settings).load_baseline()
     report = _analyzer(settings, args.dir, now=now, report_id=report_id).detect_drift(baseline)
@@ -174,7 +192,22 @@ def _backfill(settings: Any, args: argparse.Namespace) -> int:
     daemon.install_signal_handlers()
     summary = daemon.backfill(days)
     if summary.error:
-        print(f"driftd backfill: {summary.error}", file=sys.stderr)
+        _print_problem("backfill", summary, settings)
+        return EXIT_RUNTIME
+    for r in summary.results:
+        print(f"{r.partition}  {r.status:9}  {r.severity or '-':6}  {r.error or ''}")
+    return EXIT_RUNTIME if summary.count("failed") else EXIT_OK
+
+
+def _retry(settings: Any, args: argparse.Namespace) -> int:
+    """Fresh attempts for failed or given-up dates (done ones are left alone), run now."""
+    from daemon.scheduler import Daemon
+
+    daemon = Daemon(settings)
+    daemon.install_signal_handlers()
+    summary = daemon.backfill(sorted(set(args.dates)), retry=True)
+    if summary.error:
+        _print_problem("retry", summary, settings)
         return EXIT_RUNTIME
     for r in summary.results:
         print(f"{r.partition}  {r.status:9}  {r.severity or '-':6}  {r.error or ''}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import zoneinfo
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -21,19 +22,22 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     TypeAdapter,
     ValidationError,
     field_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from daemon.alert_settings import AlertsSettings, RetrainSettings
+from daemon.alert_settings import AlertsSettings, RetrainSettings, non_empty_secret
 
 ENV_PREFIX = "DRIFTD_"
 CONFIG_ENV = "DRIFTD_CONFIG"
@@ -161,7 +165,21 @@ class StoreSettings(_Section):
 
     url: str = "sqlite:///var/driftd.sqlite"
     password: SecretStr | None = None
-    retention_days: int | None = Field(default=None, ge=1)
+    retention_days: int = Field(default=400, ge=0)
+    """Nights whose folder date is older than this are deleted after every run from every
+    table driftd writes, and their nightly report files too; 0 keeps everything."""
+    connect_timeout_s: int = Field(default=5, ge=1, le=300)
+    statement_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    """PostgreSQL ``statement_timeout``: a query running longer is cancelled and the night's
+    write is deferred like an outage (keep it well under systemd's ``TimeoutStopSec``)."""
+    lock_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    """PostgreSQL ``lock_timeout``: waiting longer for a lock (a table locked by someone else)
+    cancels the statement; the write is deferred, nothing is lost."""
+
+    @field_validator("password")
+    @classmethod
+    def _password_set(cls, value: SecretStr | None) -> SecretStr | None:
+        return non_empty_secret(value)
 
     @field_validator("url")
     @classmethod
@@ -210,6 +228,18 @@ class LoggingSettings(_Section):
         return value.lower() if isinstance(value, str) else value
 
 
+class _EnvSource(EnvSettingsSource):
+    """``DRIFTD_*`` variables; a value that is not valid JSON for a list or table field is
+    passed on as text, so that validation reports it with its dotted path (and list fields
+    that accept comma-separated text, such as ``alerts.email.recipients``, can split it)."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return value
+
+
 class Settings(BaseSettings):
     """The whole configuration; build it with ``load_settings``."""
 
@@ -231,6 +261,12 @@ class Settings(BaseSettings):
     retrain: RetrainSettings = Field(default_factory=lambda: RetrainSettings.model_validate({}))
     http: HttpSettings = Field(default_factory=HttpSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Problems worth a warning that do not stop driftd (e.g. a world-readable secret)."""
+        return list(self._warnings)
 
     @classmethod
     def settings_customise_sources(
@@ -243,7 +279,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML content arrives as init kwargs; it must rank *below* env and credentials.
         credentials = InitSettingsSource(settings_cls, init_kwargs=cls._credentials)
-        return env_settings, credentials, init_settings
+        return _EnvSource(settings_cls), credentials, init_settings
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -272,6 +308,12 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         ) from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError([f"TOML syntax: {err}"], source) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            [f"the file is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+             f"{err.start}); save it as UTF-8"],
+            source,
+        ) from None
     except OSError as err:
         raise ConfigError([f"cannot read config file: {err.strerror}"], source) from None
     return build_settings(raw, base_dir=source.resolve().parent, source=source)
@@ -281,12 +323,16 @@ def build_settings(
     raw: dict[str, Any], *, base_dir: Path, source: Path | None = None
 ) -> Settings:
     """Validate ``raw`` (the TOML tables) with env/credential overrides (see ``load_settings``)."""
-    errors: list[str] = []
-    Settings._credentials = read_credentials(os.environ.get("CREDENTIALS_DIRECTORY"), raw)
+    credentials = read_credentials(os.environ.get("CREDENTIALS_DIRECTORY"), raw)
+    errors: list[str] = list(credentials.errors)
+    Settings._credentials = credentials.values
     try:
         settings = Settings(**raw)
     except ValidationError as err:
-        errors.extend(format_validation_errors(err))
+        # A refused credential file already explains why its value is missing.
+        refused = {line.split(":", 1)[0] for line in credentials.errors}
+        errors.extend(line for line in format_validation_errors(err)
+                      if not (line.split(":", 1)[0] in refused and "required" in line))
         settings = None
     finally:
         Settings._credentials = {}
@@ -294,30 +340,71 @@ def build_settings(
         errors.extend(validate_analyzer_options(settings))
     if errors or settings is None:
         raise ConfigError(errors, source)
-    return resolve_paths(settings, base_dir)
+    resolved = resolve_paths(settings, base_dir)
+    resolved._warnings.extend(credentials.warnings)
+    return resolved
 
 
-def read_credentials(directory: str | None, raw: dict[str, Any]) -> dict[str, Any]:
-    """Nested settings values from the known secret files in ``directory`` (missing: none).
+@dataclasses.dataclass
+class Credentials:
+    """What ``read_credentials`` found: nested settings ``values``, and the ``errors`` and
+    ``warnings`` about the files (each ``dotted.path: message``; never a secret's content)."""
+
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)
+    errors: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def read_credentials(directory: str | None, raw: dict[str, Any]) -> Credentials:
+    """The known secret files in ``directory`` (a missing file: no value).
 
     A secret fills a table the config file has (``[alerts.slack]``); it never enables a
     channel on its own, except top-level tables (``store``, ``retrain``) which always exist.
+    A file that cannot be read, is not UTF-8 text or is empty is an error; one every user
+    may read is a warning.
     """
-    values: dict[str, Any] = {}
+    found = Credentials()
     if not directory:
-        return values
+        return found
     for name, dotted in CREDENTIAL_FILES.items():
         file = Path(directory) / name
-        if not file.is_file():
+        path = ".".join(dotted)
+        try:
+            info = file.stat()
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            found.errors.append(f"{path}: credential file {file} cannot be read "
+                                f"({err.strerror}); fix its permissions or remove it")
+            continue
+        if not stat.S_ISREG(info.st_mode):
             continue
         if len(dotted) > 2 and not _has_table(raw, dotted[:-1]):
             continue
-        secret = file.read_text(encoding="utf-8").strip()
-        node = values
+        try:
+            secret = file.read_bytes().decode("utf-8").strip()
+        except UnicodeDecodeError:
+            found.errors.append(f"{path}: credential file {file} is not UTF-8 text; write the "
+                                "secret into it as plain text")
+            continue
+        except OSError as err:
+            found.errors.append(f"{path}: credential file {file} cannot be read "
+                                f"({err.strerror}); make it readable by driftd (e.g. "
+                                "systemd LoadCredential=) or remove it")
+            continue
+        if not secret or any(ord(c) < 32 or ord(c) == 127 for c in secret):
+            problem = "is empty" if not secret else "holds a control character"
+            found.errors.append(f"{path}: credential file {file} {problem}; write the "
+                                "secret into it, or remove the file")
+            continue
+        if info.st_mode & stat.S_IROTH:
+            found.warnings.append(f"{path}: credential file {file} is readable by every user "
+                                  f"(mode {stat.S_IMODE(info.st_mode):04o}); chmod 0600 it")
+        node = found.values
         for key in dotted[:-1]:
             node = node.setdefault(key, {})
         node[dotted[-1]] = secret
-    return values
+    return found
 
 
 def _has_table(raw: dict[str, Any], path: tuple[str, ...]) -> bool:
@@ -338,6 +425,9 @@ def format_validation_errors(err: ValidationError, prefix: tuple[str | int, ...]
             message = "unknown key; remove it or check its spelling"
         elif item["type"] == "missing":
             message = "required; set it (or provide it as a secret file / environment variable)"
+        elif item["type"] == "list_type" and isinstance(item.get("input"), str):
+            message = ("expected a list; in an environment variable write a JSON list, "
+                       'e.g. ["a", "b"]')
         elif item["type"] in ("enum", "literal_error"):
             # Choices are never secrets, so echoing the bad value is safe and helpful.
             what = "severity" if str(item["loc"][-1]).endswith("severity") else "value"
@@ -434,6 +524,24 @@ def mask_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every configured secret value (and the webhook URL's secret parts), for redaction."""
+    from daemon.alerts import secret_values as alert_secrets
+
+    values = alert_secrets(settings.alerts, settings.retrain)
+    if settings.store.password is not None:
+        values.append(settings.store.password.get_secret_value())
+    try:
+        url_password = urlsplit(settings.store.url).password
+    except ValueError:
+        url_password = None
+    if url_password:
+        from urllib.parse import unquote
+
+        values += [url_password, unquote(url_password)]
+    return [v for v in values if v]
 
 
 def effective_config(settings: Settings) -> dict[str, Any]:

@@ -9,10 +9,12 @@ tests call directly; none of them decides *which* folders to process (that is
 
 from __future__ import annotations
 
+import errno
 import json
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,7 +40,33 @@ class Abandoned(Exception):
 
 
 class RunError(Exception):
-    """Raised when a run cannot start at all (e.g. no baseline); no partition is touched."""
+    """Raised for a run-level fault: one that is nobody folder's fault and would fail every
+    folder alike (no or a broken baseline, a broken model, a full disk, an unusable state
+    database). The run stops; no folder's attempts are spent."""
+
+
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+"""OS errors that mean driftd's own disk is full or read-only: a run-level fault."""
+
+
+def is_run_fault(err: BaseException, step: str) -> bool:
+    """True when ``err``, raised at ``step`` of a folder, is a run-level fault (see
+    ``RunError``); False when it is the folder's own fault (empty, unreadable, ...).
+
+    Run-level: the baseline or the model (``BaselineError``, ``ModelError``), the local
+    state database, a full or read-only disk anywhere, and any OS error while writing the
+    report files (the reports folder is driftd's, not the night's).
+    """
+    from analyzer.errors import BaselineError, ModelError
+    from sinks.state import StateError
+
+    if isinstance(err, BaselineError | ModelError | StateError | RunError):
+        return True
+    if isinstance(err, OSError):
+        return err.errno in DISK_ERRNOS or step == "report"
+    return False
+
+
 
 
 @dataclass(frozen=True)
@@ -84,6 +112,7 @@ class Pipeline:
 
         self.settings = settings
         self.should_stop = should_stop
+        self.tz = zoneinfo.ZoneInfo(settings.schedule.timezone)
         self.files = ReportFiles(settings.data.reports_path)
         settings.data.state_dir.mkdir(parents=True, exist_ok=True)
         self.state = StateDB(settings.data.state_dir / STATE_DB_NAME)
@@ -104,10 +133,13 @@ class Pipeline:
         from sinks.errors import StoreUnavailable
         from sinks.store import StoreOptions, open_store
 
-        password = self.settings.store.password
+        conf = self.settings.store
         options = StoreOptions(
-            password=password.get_secret_value() if password else None,
-            retention_days=self.settings.store.retention_days,
+            password=conf.password.get_secret_value() if conf.password else None,
+            retention_days=conf.retention_days or None,
+            connect_timeout_s=conf.connect_timeout_s,
+            statement_timeout_s=conf.statement_timeout_s,
+            lock_timeout_s=conf.lock_timeout_s,
         )
         try:
             store = open_store(self.settings.store.url, options)
@@ -124,7 +156,7 @@ class Pipeline:
 
         if store is None:
             return 0
-        result = flush_pending(self.state, store, now, labels=self.labels())
+        result = flush_pending(self.state, store, labels=self.labels(), tz=self.tz)
         for dropped in result.dropped:
             log.error("pending_write.dropped", detail=dropped)
         if result.error:
@@ -159,18 +191,48 @@ class Pipeline:
         return int(stats.sent)
 
     def load_baseline(self) -> dict[str, Any]:
-        """The saved baseline (cached for the run). Raises ``RunError`` when it is missing."""
+        """The saved baseline (cached for the run). Raises ``RunError`` when it is missing,
+        unreadable or not a driftd profile (e.g. ``{}``)."""
         if self._baseline is None:
+            from analyzer.errors import BaselineError
+            from analyzer.profile import Profile
+
             path = self.settings.data.baseline
             try:
-                self._baseline = json.loads(path.read_text(encoding="utf-8"))
+                baseline = json.loads(path.read_text(encoding="utf-8"))
+                Profile.from_dict(baseline)
             except FileNotFoundError:
                 raise RunError(
                     f"baseline {path} not found; build it with `driftd baseline DIR`"
                 ) from None
             except (OSError, ValueError) as err:
                 raise RunError(f"baseline {path} is unreadable ({err}); rebuild it") from err
+            except BaselineError as err:
+                raise RunError(
+                    f"baseline {path} is not usable ({err}); rebuild it with "
+                    "`driftd baseline DIR`"
+                ) from err
+            self._baseline = baseline
         return self._baseline
+
+    def preflight(self) -> None:
+        """Check what every folder needs before any is touched: the baseline and the model
+        file. Raises ``RunError`` naming the problem (no folder's attempts are spent)."""
+        self.load_baseline()
+        model = self.settings.model.path
+        if model is not None:
+            try:
+                with open(model, "rb") as fh:
+                    fh.read(1)
+            except FileNotFoundError:
+                raise RunError(
+                    f"model file {model} does not exist; fix [model] path or restore the file"
+                ) from None
+            except OSError as err:
+                raise RunError(
+                    f"model file {model} cannot be read ({err.strerror}); fix [model] path "
+                    "or the file's permissions"
+                ) from None
 
     # ---- one partition ------------------------------------------------------------------
 
@@ -253,7 +315,7 @@ class Pipeline:
         is down: the next run's ``flush_pending`` writes it.
         """
         from analyzer.report import metric_rows
-        from sinks.store import NightRecord, store_or_defer
+        from sinks.store import NightRecord, night_start, store_or_defer
 
         if store is None:
             self.state.pending_writes_add(partition.date, json_path)
@@ -261,10 +323,11 @@ class Pipeline:
             return False
         night = NightRecord(
             partition=partition.date, run_id=run_id,
-            time=datetime.fromisoformat(str(report["timestamp"])), report=report,
+            time=night_start(partition.date, self.tz), report=report,
             metrics=metric_rows(report), labels=self.labels(), started_at=now,
+            analysed_at=datetime.fromisoformat(str(report["timestamp"])),
         )
-        if store_or_defer(self.state, store, night, json_path, now):
+        if store_or_defer(self.state, store, night, json_path):
             log.info("store.written", store=store.url)
             return True
         log.warning("store.write_failed", error=self.state.store_status().last_error)
@@ -295,16 +358,71 @@ class Pipeline:
         self.deliver_due(now)
         return [f"{a.channel}:{a.kind}" for a in queued if a.status != "silenced"]
 
+    def send_run_failure_alerts(self, error: str, now: datetime) -> list[str]:
+        """Tell people the run could not analyse anything (a run-level fault): at most one
+        alert per channel per day (the day of ``now`` in the schedule's timezone)."""
+        self.dispatcher()
+        planned = self.router.plan_run_failure(now.astimezone(self.tz).date(), error, now)
+        queued = [a for a in planned if self.outbox.outbox_get(a.key) is None]
+        self.dispatcher().enqueue(planned)
+        self.deliver_due(now)
+        return [f"{a.channel}:{a.kind}" for a in queued if a.status != "silenced"]
+
+    def apply_retention(self, store: Any | None, now: datetime) -> int:
+        """Delete nights older than ``store.retention_days`` from the metric store and their
+        nightly report files (``check`` reports are kept); returns how many rows and files
+        went. A store that is down is skipped (logged): retention runs again after the next
+        run."""
+        days = self.settings.store.retention_days
+        if not days:
+            return 0
+        from sinks.errors import StoreUnavailable
+
+        cutoff = now.astimezone(self.tz).date() - timedelta(days=days)
+        removed = self.files.remove_nightly_before(cutoff)
+        rows = 0
+        if store is not None:
+            try:
+                rows = store.apply_retention(now)
+            except StoreUnavailable as err:
+                log.warning("store.retention_failed", error=str(err))
+        if rows or removed:
+            log.info("retention.applied", rows=rows, report_files=removed,
+                     before=cutoff.isoformat(), retention_days=days)
+        return rows + removed
+
+    def fail(self, partition: Partition, run_id: str, now: datetime, message: str,
+             counted: bool = False) -> PartitionResult:
+        """Record a failed attempt at ``partition`` (the folder's own fault): ledger
+        ``failed``, and one failure alert once ``schedule.max_attempts`` attempts failed.
+        ``counted``: the attempt was already started with ``ledger_start``."""
+        if not counted:
+            self.state.ledger_start(partition.date, run_id, now)
+        self.state.ledger_finish(partition.date, run_id, now, "failed", message, None)
+        entry = self.state.ledger_get(partition.date)
+        attempts = entry.attempts if entry is not None else 1
+        log.error("partition.failed", partition=partition.date.isoformat(), error=message,
+                  attempts=attempts, max_attempts=self.settings.schedule.max_attempts)
+        given_up = attempts >= self.settings.schedule.max_attempts
+        failure_alerts = (
+            self.send_failure_alerts(partition, message, attempts, now) if given_up else []
+        )
+        return PartitionResult(partition.date, "failed", error=message, alerts=failure_alerts)
+
     def process(self, partition: Partition, run_id: str, now: datetime, store: Any | None
                 ) -> PartitionResult:
         """Take ``partition`` end to end and record the outcome in the run ledger.
 
-        A failure is recorded as ``failed`` (retried on later runs up to
-        ``schedule.max_attempts``); ``Abandoned`` leaves the ledger entry pending.
+        A failure that is the folder's own is recorded as ``failed`` (retried on later runs
+        up to ``schedule.max_attempts``). ``Abandoned`` (SIGTERM) and run-level faults (see
+        ``is_run_fault``) put the ledger entry back as it was, so the attempt does not
+        count; a run-level fault is raised as ``RunError`` to stop the run.
         """
         structlog.contextvars.bind_contextvars(partition=partition.date.isoformat())
+        previous = self.state.ledger_get(partition.date)
         self.state.ledger_start(partition.date, run_id, now)
         log.info("partition.started", folder=str(partition.folder))
+        step = "analysis"
         try:
             report = self.analyze(partition, now)
             log.info(
@@ -313,26 +431,27 @@ class Pipeline:
                 drift=report.get("overall_drift_detected"),
                 images=report.get("current_image_count"),
             )
+            step = "report"
             json_path, html_path = self.write_reports(
                 partition, report, self.history(store, partition)
             )
+            step = "store"
             stored = self.store_report(store, partition, report, run_id, json_path, now)
+            step = "alerts"
             alerts = self.send_alerts(partition, report, json_path, now)
         except Abandoned as err:
+            self.state.ledger_restore(partition.date, previous)
             log.warning("partition.abandoned", reason=str(err))
             return PartitionResult(partition.date, "abandoned", error=str(err))
         except Exception as err:  # one bad folder must not stop the others
             message = f"{type(err).__name__}: {err}"
-            self.state.ledger_finish(partition.date, run_id, now, "failed", message, None)
-            entry = self.state.ledger_get(partition.date)
-            attempts = entry.attempts if entry is not None else 1
-            log.error("partition.failed", error=message, attempts=attempts,
-                      max_attempts=self.settings.schedule.max_attempts)
-            given_up = attempts >= self.settings.schedule.max_attempts
-            failure_alerts = (
-                self.send_failure_alerts(partition, message, attempts, now) if given_up else []
-            )
-            return PartitionResult(partition.date, "failed", error=message, alerts=failure_alerts)
+            if is_run_fault(err, step):
+                self.state.ledger_restore(partition.date, previous)
+                log.warning("partition.not_counted", step=step,
+                            reason="run-level fault, not the folder's")
+                raise RunError(f"{step} of {partition.date.isoformat()} failed: {message}"
+                               ) from err
+            return self.fail(partition, run_id, now, message, counted=True)
         finally:
             structlog.contextvars.unbind_contextvars("partition")
         severity = str(report.get("overall_severity", "none"))

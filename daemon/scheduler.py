@@ -27,8 +27,16 @@ import structlog
 
 from daemon.config import Settings
 from daemon.notify import Notifier
-from daemon.pipeline import STATE_DB_NAME, Partition, PartitionResult, Pipeline, RunError
+from daemon.pipeline import (
+    DISK_ERRNOS,
+    STATE_DB_NAME,
+    Partition,
+    PartitionResult,
+    Pipeline,
+    RunError,
+)
 from daemon.status import DaemonState
+from sinks.state import StateError
 
 log = structlog.get_logger("driftd.scheduler")
 
@@ -46,7 +54,11 @@ LOCK_NAME = "driftd.lock"
 
 @dataclass
 class RunSummary:
-    """Counts and verdicts of one run (the ``run.finished`` log line)."""
+    """Counts and verdicts of one run (the ``run.finished`` log line).
+
+    ``error`` is set when the run itself failed (a run-level fault, or a crash); folders
+    that failed on their own are ``results`` with status ``failed``.
+    """
 
     run_id: str
     results: list[PartitionResult] = field(default_factory=list)
@@ -58,6 +70,23 @@ class RunSummary:
         return sum(1 for r in self.results if r.status == status)
 
     @property
+    def ok(self) -> bool:
+        """True when the run worked and no folder failed (``/healthz``, ``run --once``)."""
+        return self.error is None and self.count("failed") == 0
+
+    @property
+    def problem(self) -> str | None:
+        """What went wrong, in one line (None when ``ok``)."""
+        if self.error is not None:
+            return self.error
+        failed = [r for r in self.results if r.status == "failed"]
+        if not failed:
+            return None
+        first = failed[0]
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        return f"folder {first.partition.isoformat()} failed: {first.error}{more}"
+
+    @property
     def worst_severity(self) -> str:
         from analyzer.severity import Severity
 
@@ -67,6 +96,16 @@ class RunSummary:
 def new_run_id(now: datetime) -> str:
     """A sortable unique run id, e.g. ``20261126T011503Z-3fa9c1``."""
     return f"{now.astimezone(zoneinfo.ZoneInfo('UTC')):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def folder_date(name: str, date_format: str) -> date | None:
+    """The date of a folder named ``name``, or None unless ``date_format`` writes exactly
+    ``name`` for that date (``strptime`` alone also reads ``2026121`` as 2026-12-01)."""
+    try:
+        day = datetime.strptime(name, date_format).date()
+    except ValueError:
+        return None
+    return day if day.strftime(date_format) == name else None
 
 
 def newest_mtime(folder: Path) -> float:
@@ -91,6 +130,7 @@ class Daemon:
         self.tz = zoneinfo.ZoneInfo(settings.schedule.timezone)
         self.status = DaemonState(started_at=datetime.now(self.tz))
         """Liveness facts for the status API (``daemon.http``)."""
+        self._ignored_names: set[str] = set()
 
     def should_stop(self) -> bool:
         return self.stop_event.is_set()
@@ -98,27 +138,49 @@ class Daemon:
     # ---- the work list ------------------------------------------------------------------
 
     def dated_folders(self, now: datetime) -> list[Partition]:
-        """Folders named by ``date_format`` within ``lookback_days`` of ``now``, oldest first."""
+        """Folders named by ``date_format`` within ``lookback_days`` of ``now``, oldest first.
+
+        A name counts only when it is exactly what ``date_format`` writes for its date
+        (``20261201``, never ``2026121``, which ``strptime`` also reads as 2026-12-01), so two
+        folders can never claim one date. Other folders are named once per process in a
+        ``folders.ignored`` warning.
+        """
         data = self.settings.data
         today = now.astimezone(self.tz).date()
         since = today - timedelta(days=self.settings.schedule.lookback_days)
         found = []
+        ignored = []
         if not data.production_root.is_dir():
             return []
         for entry in data.production_root.iterdir():
-            try:
-                day = datetime.strptime(entry.name, data.date_format).date()
-            except ValueError:
+            day = folder_date(entry.name, data.date_format)
+            if not entry.is_dir():
                 continue
-            if entry.is_dir() and since <= day <= today:
+            if day is None:
+                if not entry.name.startswith(".") and entry.name not in self._ignored_names:
+                    ignored.append(entry.name)
+                continue
+            if since <= day <= today:
                 found.append(Partition(day, entry))
+        if ignored:
+            self._ignored_names.update(ignored)
+            log.warning("folders.ignored", names=sorted(ignored), date_format=data.date_format,
+                        reason="name is not a date written exactly as date_format writes it")
         return sorted(found, key=lambda p: p.date)
 
     def is_ready(self, partition: Partition, now: datetime) -> bool:
-        """True when the folder holds the ready marker or has not changed for settle_seconds."""
+        """True when the folder holds the ready marker or has not changed for settle_seconds.
+
+        Raises ``OSError`` when the folder cannot be looked into (e.g. permission denied).
+        """
         data = self.settings.data
-        if data.ready_marker and (partition.folder / data.ready_marker).exists():
-            return True
+        if data.ready_marker:
+            try:
+                os.stat(partition.folder / data.ready_marker)
+                return True
+            except FileNotFoundError:
+                pass
+        os.listdir(partition.folder)  # an unreadable folder is an error, not "not ready"
         return now.timestamp() - newest_mtime(partition.folder) >= data.settle_seconds
 
     def pending(self, pipeline: Pipeline, now: datetime) -> list[Partition]:
@@ -134,7 +196,12 @@ class Daemon:
     # ---- one run ------------------------------------------------------------------------
 
     def run_pending(self, now: datetime | None = None) -> RunSummary:
-        """The cron job body: prepare, then process every ready pending partition in order."""
+        """The cron job body: prepare, then process every ready pending partition in order.
+
+        Never raises: a run-level fault (``run.failed``) or a crash (``run.crashed``, with
+        its traceback) is the summary's ``error``, and the run counts as failed for
+        ``/healthz`` and ``/metrics`` — as does a run in which a folder failed.
+        """
         now = now or datetime.now(self.tz)
         summary = RunSummary(new_run_id(now))
         structlog.contextvars.bind_contextvars(run_id=summary.run_id)
@@ -149,15 +216,25 @@ class Daemon:
         except RunError as err:
             summary.error = str(err)
             log.error("run.failed", error=summary.error)
+        except Exception as err:  # a bug must fail this run loudly, not the scheduler
+            summary.error = f"crashed: {type(err).__name__}: {err}"
+            log.exception("run.crashed", error=summary.error)
         finally:
-            self.status.run_finished(datetime.now(self.tz), summary.error is None, summary.error)
+            if not summary.skipped:
+                self.status.run_finished(datetime.now(self.tz), summary.ok, summary.problem)
             self._log_summary(summary)
             structlog.contextvars.unbind_contextvars("run_id")
         return summary
 
-    def backfill(self, days: list[date], now: datetime | None = None) -> RunSummary:
+    def backfill(self, days: list[date], now: datetime | None = None, *, retry: bool = False
+                 ) -> RunSummary:
         """Reprocess the folders of ``days`` whatever the ledger says (alerts already in the
-        outbox for a date are never sent again). Missing folders are logged and skipped."""
+        outbox for a date are never sent again). Missing folders are logged and skipped.
+
+        Each date's attempts start afresh, so a night given up on (``schedule.max_attempts``
+        failures) that fails again is retried by later runs. ``retry``: only the dates that
+        are not done (``driftd retry``); done ones are logged and left alone.
+        """
         now = now or datetime.now(self.tz)
         summary = RunSummary(new_run_id(now))
         structlog.contextvars.bind_contextvars(run_id=summary.run_id)
@@ -174,10 +251,13 @@ class Daemon:
                 if not locked:
                     summary.error = "another driftd run holds the lock; try again when it ends"
                     return summary
-                self._run(summary, now, work=work)
+                self._run(summary, now, work=work, reset=True, skip_done=retry)
         except RunError as err:
             summary.error = str(err)
             log.error("run.failed", error=summary.error)
+        except Exception as err:  # same contract as run_pending
+            summary.error = f"crashed: {type(err).__name__}: {err}"
+            log.exception("run.crashed", error=summary.error)
         finally:
             self._log_summary(summary)
             structlog.contextvars.unbind_contextvars("run_id")
@@ -200,10 +280,29 @@ class Daemon:
                         store.close()
             pipeline.deliver_due(now)
 
-    def _run(self, summary: RunSummary, now: datetime, work: list[Partition] | None = None
-             ) -> None:
-        pipeline = Pipeline(self.settings, should_stop=self.should_stop)
+    def _run(self, summary: RunSummary, now: datetime, work: list[Partition] | None = None,
+             *, reset: bool = False, skip_done: bool = False) -> None:
         log.info("run.started", now=now.isoformat())
+        try:
+            pipeline = Pipeline(self.settings, should_stop=self.should_stop)
+        except StateError as err:
+            raise RunError(str(err)) from err
+        try:
+            self._run_with(pipeline, summary, now, work, reset=reset, skip_done=skip_done)
+        except StateError as err:
+            raise RunError(str(err)) from err
+        except RunError as err:
+            self._alert_run_failure(pipeline, str(err), now)
+            raise
+        except OSError as err:
+            if err.errno not in DISK_ERRNOS:
+                raise
+            message = f"{type(err).__name__}: {err}"
+            self._alert_run_failure(pipeline, message, now)
+            raise RunError(message) from err
+
+    def _run_with(self, pipeline: Pipeline, summary: RunSummary, now: datetime,
+                  work: list[Partition] | None, *, reset: bool, skip_done: bool) -> None:
         pipeline.clean_temp()
         store = pipeline.open_store()
         try:
@@ -211,12 +310,31 @@ class Daemon:
             pipeline.deliver_due(now)
             explicit = work is not None
             work = work if work is not None else self.pending(pipeline, now)
+            if skip_done:
+                work = self._not_done(pipeline, work)
+            if reset:
+                for partition in work:
+                    entry = pipeline.state.ledger_get(partition.date)
+                    if entry is not None and entry.status != "done":
+                        pipeline.state.ledger_reset(partition.date)
+                        log.info("partition.reset", partition=partition.date.isoformat(),
+                                 attempts_before=entry.attempts)
             if work:
-                pipeline.load_baseline()
+                pipeline.preflight()
             for partition in work:
                 if self.should_stop():
                     break
-                if not explicit and not self.is_ready(partition, now):
+                try:
+                    ready = explicit or self.is_ready(partition, now)
+                except OSError as err:
+                    # The folder's own fault (e.g. permission denied): counted like any folder
+                    # failure, and the later folders still run.
+                    summary.results.append(pipeline.fail(
+                        partition, summary.run_id, now,
+                        f"folder {partition.folder} cannot be read: {err.strerror or err}",
+                    ))
+                    continue
+                if not ready:
                     summary.waiting.append(partition.date)
                     log.info("partition.waiting", partition=partition.date.isoformat(),
                              reason="not ready (no marker, changed recently)")
@@ -224,9 +342,30 @@ class Daemon:
                 result = pipeline.process(partition, summary.run_id, now, store)
                 summary.results.append(result)
                 self.notifier.watchdog()
+            if not self.should_stop():
+                pipeline.apply_retention(store, now)
         finally:
             if store is not None:
                 store.close()
+
+    @staticmethod
+    def _not_done(pipeline: Pipeline, work: list[Partition]) -> list[Partition]:
+        left = []
+        for partition in work:
+            entry = pipeline.state.ledger_get(partition.date)
+            if entry is not None and entry.status == "done":
+                log.info("partition.already_done", partition=partition.date.isoformat(),
+                         hint="use `driftd backfill` to reprocess it")
+                continue
+            left.append(partition)
+        return left
+
+    @staticmethod
+    def _alert_run_failure(pipeline: Pipeline, error: str, now: datetime) -> None:
+        try:
+            pipeline.send_run_failure_alerts(error, now)
+        except Exception as err:  # the disk or state file that failed the run may fail this too
+            log.error("alert.run_failure_not_queued", error=f"{type(err).__name__}: {err}")
 
     @contextmanager
     def _run_lock(self) -> Iterator[bool]:

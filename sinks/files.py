@@ -38,6 +38,15 @@ whitespace, at most 64 characters, so an id can never name anything outside the 
 nor a second extension (``20261126.json``). The status API serves exactly these ids."""
 
 
+REPORT_ID_RULE = (
+    "1-64 letters, digits, '_' or '-', starting with a letter or digit (e.g. 20261126)"
+)
+"""``REPORT_ID_RE`` in words, for error messages (kept beside it so the two cannot drift)."""
+
+NIGHTLY_ID_RE = re.compile(r"[0-9]{8}")
+"""Report ids of nightly runs: the folder date as ``YYYYMMDD`` (``report_id_for``)."""
+
+
 class ReportFileError(SinkError):
     """Raised for a report id that is not a safe file name, or a report file that is unreadable."""
 
@@ -131,8 +140,7 @@ class ReportFiles:
         """
         if not isinstance(report_id, str) or not REPORT_ID_RE.fullmatch(report_id):
             raise ReportFileError(
-                f"report id {report_id!r} is not a safe file name; use 1-64 characters of "
-                "letters, digits, '_', '.', '-' not starting with '.' (e.g. 20261126)"
+                f"report id {report_id!r} is not a safe file name; use {REPORT_ID_RULE}"
             )
         if ext not in REPORT_EXTENSIONS:
             raise ReportFileError(
@@ -182,6 +190,26 @@ class ReportFiles:
                 f"report file {path} holds a {type(loaded).__name__}, not an object"
             )
         return loaded
+
+    def remove_nightly_before(self, cutoff: date) -> int:
+        """Delete the nightly reports (``YYYYMMDD`` ids) of folder dates before ``cutoff``
+        (retention); other reports (``check`` ids) are kept. Returns how many files went."""
+        removed = 0
+        for report_id in self.list_ids():
+            if not NIGHTLY_ID_RE.fullmatch(report_id):
+                continue
+            try:
+                day = date(int(report_id[:4]), int(report_id[4:6]), int(report_id[6:]))
+            except ValueError:
+                continue
+            if day >= cutoff:
+                continue
+            for ext in REPORT_EXTENSIONS:
+                path = self.path(report_id, ext)
+                if path.is_file():
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
 
     def list_ids(self) -> list[str]:
         """Ids of the JSON reports in the folder, sorted (date ids sort chronologically)."""

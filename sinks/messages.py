@@ -15,8 +15,12 @@ from typing import Any, Literal
 
 from analyzer.severity import Severity
 
-AlertKind = Literal["drift", "resolve", "retrain", "test", "failed"]
-ALERT_KINDS: tuple[AlertKind, ...] = ("drift", "resolve", "retrain", "test", "failed")
+AlertKind = Literal["drift", "resolve", "retrain", "test", "failed", "run_failed"]
+ALERT_KINDS: tuple[AlertKind, ...] = (
+    "drift", "resolve", "retrain", "test", "failed", "run_failed",
+)
+FAILURE_KINDS: tuple[AlertKind, ...] = ("failed", "run_failed")
+"""Kinds that say the monitor is blind (no report behind them)."""
 
 #: Slack attachment colour per severity (the seed's colour map).
 SEVERITY_COLOURS: dict[Severity, str] = {
@@ -37,7 +41,9 @@ class AlertMessage:
     ``kind`` is ``drift`` (a night at or above a channel's threshold), ``resolve`` (a later
     night back to ``none`` after a drift alert), ``retrain`` (the retraining trigger),
     ``failed`` (a folder that could not be analysed and was given up on: the monitor is blind
-    for that night) or ``test`` (``driftd alerts test``). ``monitor`` names the monitored
+    for that night), ``run_failed`` (a run-level fault — no baseline, a broken model, a full
+    disk — stopped every folder; ``partition`` is the day it happened) or ``test``
+    (``driftd alerts test``). ``monitor`` names the monitored
     model; PagerDuty's ``dedup_key`` is derived from it.
     """
 
@@ -129,10 +135,25 @@ class AlertMessage:
             monitor=monitor,
         )
 
+    @classmethod
+    def run_failure(cls, day: date, error: str, *, monitor: str = "driftd") -> AlertMessage:
+        """A ``run_failed`` message: on ``day`` driftd could not analyse any folder because of
+        ``error`` (a run-level fault). Sent at high severity; folders keep their attempts."""
+        return cls(
+            kind="run_failed",
+            partition=day,
+            severity=Severity.HIGH,
+            drift_detected=False,
+            summary=(f"driftd could not analyse any folder on {day.isoformat()}, so nights "
+                     f"are not monitored until this is fixed: {error}. The folders are kept "
+                     "and processed by the first run after the fix."),
+            monitor=monitor,
+        )
+
     @property
     def has_metrics(self) -> bool:
         """True when the message carries a report's numbers (not a test or a failure)."""
-        return self.kind not in ("test", "failed")
+        return self.kind not in ("test", *FAILURE_KINDS)
 
     @property
     def title(self) -> str:
@@ -144,6 +165,8 @@ class AlertMessage:
             return f"Model Drift Resolved - {self.monitor}{day}"
         if self.kind == "failed":
             return f"Monitoring Failed - {self.monitor}{day}"
+        if self.kind == "run_failed":
+            return f"Monitoring Halted - {self.monitor}{day}"
         if self.kind == "retrain":
             return f"Retraining Triggered - {self.monitor}{day} ({self.severity.value.upper()})"
         return f"Model Drift Alert - {self.severity.value.upper()} - {self.monitor}{day}"

@@ -61,7 +61,7 @@ class PagerDutyTransport:
             self._post({"event_action": "resolve", "dedup_key": key})
         elif message.kind == "resolve":
             self._post({"event_action": "resolve", "dedup_key": dedup_key(message.monitor)})
-        elif message.kind == "failed":
+        elif message.kind in ("failed", "run_failed"):
             # Its own incident: a later clean night resolves drift, not a blind night.
             self._post(self._trigger(message, dedup_key(message.monitor, suffix="failed")))
         else:

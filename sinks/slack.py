@@ -59,10 +59,16 @@ class SlackTransport:
                 blocks=[_header(message)],
                 attachments=[{"color": message.colour, "blocks": _body_blocks(message)}],
             )
-        except OSError as err:  # URLError, timeouts, resets; the text never holds the URL
-            reason = getattr(err, "reason", err)
+        except OSError as err:  # URLError, timeouts, resets
+            reason = self._scrub(str(getattr(err, "reason", err)))
             raise DeliveryError(
                 f"slack: could not reach the webhook ({reason}); will retry", permanent=False
+            ) from None
+        except Exception as err:  # e.g. http.client.InvalidURL, whose text quotes the path
+            raise DeliveryError(
+                f"slack: the webhook URL was refused by the HTTP client ({type(err).__name__}: "
+                f"{self._scrub(str(err))}); check alerts.slack.webhook_url",
+                permanent=True,
             ) from None
         headers = {k.lower(): _first(v) for k, v in (response.headers or {}).items()}
         if response.status_code == 200 and response.body.strip() == "ok":
@@ -72,10 +78,14 @@ class SlackTransport:
                 f"slack: webhook answered 200 with {response.body[:200]!r} instead of 'ok'",
                 permanent=True,
             )
-        body = response.body
+        raise error_for_status(
+            response.status_code, headers, self._scrub(response.body), channel="slack"
+        )
+
+    def _scrub(self, text: str) -> str:
         for secret in webhook_secrets(self._config.webhook_url):
-            body = body.replace(secret, "<webhook>")
-        raise error_for_status(response.status_code, headers, body, channel="slack")
+            text = text.replace(secret, "<webhook>")
+        return text
 
 
 def webhook_secrets(url: str) -> list[str]:
@@ -93,9 +103,8 @@ def _first(value: Any) -> str:
 
 
 def _header(message: AlertMessage) -> dict[str, Any]:
-    emoji = {"drift": "⚠️", "resolve": "✅", "retrain": "🔁", "test": "🧪", "failed": "🛑"}[
-        message.kind
-    ]
+    emoji = {"drift": "⚠️", "resolve": "✅", "retrain": "🔁", "test": "🧪", "failed": "🛑",
+             "run_failed": "🛑"}[message.kind]
     return {
         "type": "header",
         "text": {"type": "plain_text", "text": f"{emoji} {message.title}"[:150]},

@@ -178,6 +178,42 @@ class StateDB:
                 (partition.isoformat(), run_id, status, _iso(now), _iso(now), error, severity),
             )
 
+    def ledger_restore(self, partition: date, previous: LedgerEntry | None) -> None:
+        """Undo an attempt that must not count: put back ``previous`` (the entry
+        ``ledger_get`` returned before ``ledger_start``), or forget the date when it had none.
+
+        Used when the daemon was stopped mid-folder (SIGTERM) and when a run-level fault (no
+        baseline, broken model, full disk) stopped the run: neither is the folder's fault.
+        """
+        with self._connect() as conn:
+            if previous is None:
+                conn.execute(
+                    "DELETE FROM driftd_ledger WHERE partition_date = ?", (partition.isoformat(),)
+                )
+                return
+            conn.execute(
+                "INSERT OR REPLACE INTO driftd_ledger (partition_date, run_id, status, attempts, "
+                "started_at, finished_at, error, severity) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    partition.isoformat(), previous.run_id, previous.status, previous.attempts,
+                    _iso(previous.started_at),
+                    _iso(previous.finished_at) if previous.finished_at else None,
+                    previous.error, previous.severity,
+                ),
+            )
+
+    def ledger_reset(self, partition: date) -> LedgerEntry | None:
+        """Forget the ledger entry of ``partition`` so that runs pick it up again with a fresh
+        set of attempts (``driftd retry``); returns the entry it removed (None: there was none).
+        """
+        entry = self.ledger_get(partition)
+        if entry is not None:
+            with self._connect() as conn:
+                conn.execute(
+                    "DELETE FROM driftd_ledger WHERE partition_date = ?", (partition.isoformat(),)
+                )
+        return entry
+
     def ledger_done(self, since: date, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> set[date]:
         """Folder dates from ``since`` on needing no run: done, or failed ``max_attempts`` times."""
         with self._connect() as conn:

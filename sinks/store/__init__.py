@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from sinks.store.base import (
     StoreOptions,
     mask_dsn,
     night_from_json,
+    night_start,
     night_to_json,
 )
 from sinks.store.postgres import PostgresStore
@@ -44,6 +45,7 @@ __all__ = [
     "mask_dsn",
     "night_from_json",
     "night_from_payload",
+    "night_start",
     "night_to_json",
     "open_store",
     "sqlite_url",
@@ -77,12 +79,14 @@ def night_from_payload(
     run_id: str,
     labels: dict[str, str] | None = None,
     metric_rows: MetricRows | None = None,
+    tz: tzinfo = timezone.utc,
 ) -> NightRecord:
     """The ``NightRecord`` of a pending-write payload.
 
     ``raw`` is either a ``night_to_json`` dict, or a bare drift report (the JSON report file),
-    whose rows are rebuilt with ``metric_rows`` (default ``analyzer.report.metric_rows``) and
-    whose time is its ``timestamp``; ``run_id`` and ``labels`` fill what a report lacks.
+    whose rows are rebuilt with ``metric_rows`` (default ``analyzer.report.metric_rows``),
+    plotted at the night (``night_start(partition, tz)``) and whose analysis time is its
+    ``timestamp``; ``run_id`` and ``labels`` fill what a report lacks.
     """
     if "report" in raw and "metrics" in raw:
         return night_from_json(raw)
@@ -93,11 +97,16 @@ def night_from_payload(
     return NightRecord(
         partition=partition,
         run_id=run_id,
-        time=datetime.fromisoformat(str(raw["timestamp"])),
+        time=night_start(partition, tz),
         report=raw,
         metrics=metric_rows(raw),
         labels=dict(labels or {}),
+        analysed_at=datetime.fromisoformat(str(raw["timestamp"])),
     )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -114,10 +123,11 @@ class FlushResult:
 def flush_pending(
     state: StateDB,
     store: MetricStore,
-    now: datetime,
+    now: datetime | None = None,
     *,
     labels: dict[str, str] | None = None,
     metric_rows: MetricRows | None = None,
+    tz: tzinfo = timezone.utc,
 ) -> FlushResult:
     """Write every pending night to ``store``, oldest first; call at the start of each run.
 
@@ -125,6 +135,9 @@ def flush_pending(
     itself). The first ``StoreUnavailable`` stops the flush (the database is down; the rest
     waits for the next run) and is recorded with ``state.store_failed``. A payload that is
     missing or not valid JSON can never be written: it is dropped and named in ``dropped``.
+    ``now`` is the time recorded with the outcome (default: the clock when it happens, so
+    ``driftd status`` shows when the error occurred, not when the run started); ``tz`` is
+    the schedule's timezone, for the nights rebuilt from a bare report.
     """
     written: list[date] = []
     dropped: list[str] = []
@@ -139,6 +152,7 @@ def flush_pending(
                 run_id=entry.run_id if entry else "backfill",
                 labels=labels,
                 metric_rows=metric_rows,
+                tz=tz,
             )
         except (OSError, ValueError, KeyError, TypeError) as err:
             dropped.append(f"{partition}: payload {payload_path} is unusable ({err})")
@@ -147,29 +161,34 @@ def flush_pending(
         try:
             store.write_night(night)
         except StoreUnavailable as err:
-            state.store_failed(now, str(err))
+            state.store_failed(now or _utcnow(), str(err))
             return FlushResult(written, len(pending) - index, str(err), dropped)
         state.pending_writes_done(partition)
         written.append(partition)
     if written:
-        state.store_ok(now)
+        state.store_ok(now or _utcnow())
     return FlushResult(written, 0, None, dropped)
 
 
 def store_or_defer(
-    state: StateDB, store: MetricStore, night: NightRecord, payload_path: Path | str, now: datetime
+    state: StateDB,
+    store: MetricStore,
+    night: NightRecord,
+    payload_path: Path | str,
+    now: datetime | None = None,
 ) -> bool:
     """Record ``night`` as pending, write it, and clear it; ``False`` when the store is down.
 
     ``payload_path`` is a file ``flush_pending`` can rebuild the night from: the JSON report,
-    or a file holding ``night_to_json(night)``. The outcome is recorded in ``state``.
+    or a file holding ``night_to_json(night)``. The outcome is recorded in ``state`` at
+    ``now`` (default: the clock when the write succeeded or failed).
     """
     state.pending_writes_add(night.partition, payload_path)
     try:
         store.write_night(night)
     except StoreUnavailable as err:
-        state.store_failed(now, str(err))
+        state.store_failed(now or _utcnow(), str(err))
         return False
     state.pending_writes_done(night.partition)
-    state.store_ok(now)
+    state.store_ok(now or _utcnow())
     return True

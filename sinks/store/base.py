@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timezone, tzinfo
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,13 +25,18 @@ class StoreOptions:
     date is older are deleted by ``apply_retention`` (and, on TimescaleDB, by a retention
     policy); ``None`` keeps everything. ``compress_after_days``: TimescaleDB compression
     policy on the metrics hypertable (ignored without TimescaleDB). ``connect_timeout_s``
-    bounds how long an unreachable server can stall a night.
+    bounds how long an unreachable server can stall a night; ``statement_timeout_s`` and
+    ``lock_timeout_s`` (PostgreSQL) how long a slow query or a lock held by someone else
+    can: the statement is cancelled and the store reports itself unavailable, so the
+    night is deferred like in an outage.
     """
 
     password: str | None = field(default=None, repr=False)
     retention_days: int | None = 400
     compress_after_days: int | None = 30
     connect_timeout_s: int = 5
+    statement_timeout_s: float = 30.0
+    lock_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,13 @@ class NightRecord:
     """One night to persist.
 
     ``partition``: the folder date (the idempotency key); ``time``: the instant the metric
-    rows are plotted at (the report's ``timestamp``); ``metrics``: ``(name, value)`` pairs as
-    ``analyzer.report.metric_rows`` returns them (a repeated name keeps its last value);
-    ``labels``: constant tags stored beside every row (e.g. model name). ``started_at``: when
-    the run began, for the runs mirror (defaults to ``time``).
+    rows are plotted at — the night itself, ``night_start(partition, tz)``, so that a
+    catch-up or a backfill puts each night at its own date; ``metrics``: ``(name, value)``
+    pairs as ``analyzer.report.metric_rows`` returns them (a repeated name keeps its last
+    value); ``labels``: constant tags stored beside every row (e.g. model name).
+    ``started_at``: when the run began, for the runs mirror (defaults to ``time``);
+    ``analysed_at``: when the night was analysed (the report's ``timestamp``; defaults to
+    ``time``), stored as the report's ``created_at``.
     """
 
     partition: date
@@ -52,6 +60,7 @@ class NightRecord:
     metrics: list[tuple[str, float]]
     labels: dict[str, str] = field(default_factory=dict)
     started_at: datetime | None = None
+    analysed_at: datetime | None = None
 
     @property
     def report_id(self) -> str:
@@ -153,6 +162,12 @@ def scrub(text: str, secrets: Sequence[str | None]) -> str:
     return text
 
 
+def night_start(day: date, tz: tzinfo = timezone.utc) -> datetime:
+    """Midnight at the start of ``day`` in ``tz`` (the schedule's timezone): the instant a
+    night's metric rows carry, whenever the night was analysed."""
+    return datetime.combine(day, time(), tz)
+
+
 def as_utc(moment: datetime) -> datetime:
     """``moment`` in UTC; a naive datetime is taken to be UTC already."""
     if moment.tzinfo is None:
@@ -193,6 +208,7 @@ def night_to_json(night: NightRecord) -> dict[str, Any]:
         "metrics": [[name, value] for name, value in night.metrics],
         "labels": night.labels,
         "started_at": night.started_at.isoformat() if night.started_at else None,
+        "analysed_at": night.analysed_at.isoformat() if night.analysed_at else None,
     }
 
 
@@ -206,4 +222,7 @@ def night_from_json(raw: dict[str, Any]) -> NightRecord:
         metrics=[(str(n), float(v)) for n, v in raw["metrics"]],
         labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
         started_at=datetime.fromisoformat(raw["started_at"]) if raw.get("started_at") else None,
+        analysed_at=(
+            datetime.fromisoformat(raw["analysed_at"]) if raw.get("analysed_at") else None
+        ),
     )

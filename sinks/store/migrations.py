@@ -67,6 +67,18 @@ POSTGRES: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "monitor_reports.night_at: the night's instant, so report panels plot one point a night",
+        (
+            "ALTER TABLE monitor_reports ADD COLUMN night_at timestamptz",
+            # Rows written before: their folder date at midnight UTC (a backfill rewrites them
+            # at midnight in the schedule's timezone).
+            "UPDATE monitor_reports SET night_at = partition_date::timestamp AT TIME ZONE 'UTC'",
+            "ALTER TABLE monitor_reports ALTER COLUMN night_at SET NOT NULL",
+            "CREATE INDEX monitor_reports_night_at ON monitor_reports (night_at)",
+        ),
+    ),
 )
 
 SQLITE: tuple[Migration, ...] = (
@@ -106,6 +118,15 @@ SQLITE: tuple[Migration, ...] = (
                 baseline_image_count INTEGER,
                 current_image_count INTEGER
             )""",
+        ),
+    ),
+    Migration(
+        2,
+        "monitor_reports.night_at: the night's instant, so report panels plot one point a night",
+        (
+            "ALTER TABLE monitor_reports ADD COLUMN night_at TEXT",
+            "UPDATE monitor_reports SET night_at = partition_date || 'T00:00:00+00:00'",
+            "CREATE INDEX monitor_reports_night_at ON monitor_reports (night_at)",
         ),
     ),
 )

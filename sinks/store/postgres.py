@@ -72,9 +72,16 @@ class PostgresStore:
 
     @contextmanager
     def _connect(self, action: str) -> Iterator[Any]:
+        # statement_timeout / lock_timeout: a lock held by someone else or a stuck query must
+        # not hold a night (and SIGTERM, which a blocked libpq call does not see) forever; the
+        # cancelled statement raises, and the night is deferred like in an outage.
         kwargs: dict[str, Any] = {
             "connect_timeout": self.options.connect_timeout_s,
             "application_name": "driftd",
+            "options": (
+                f"-c statement_timeout={_ms(self.options.statement_timeout_s)} "
+                f"-c lock_timeout={_ms(self.options.lock_timeout_s)}"
+            ),
         }
         if self.options.password is not None:
             kwargs["password"] = self.options.password
@@ -106,6 +113,7 @@ class PostgresStore:
 
     def write_night(self, night: NightRecord) -> None:
         at = as_utc(night.time)
+        analysed = as_utc(night.analysed_at or night.time)
         labels = json.dumps(night.labels, sort_keys=True)
         baseline_n, current_n = image_counts(night.report)
         with self._ready(f"write the night of {night.partition}") as conn:
@@ -127,21 +135,22 @@ class PostgresStore:
                     )
                     cur.execute(
                         "INSERT INTO monitor_reports (partition_date, report_id, severity, "
-                        "drift_detected, created_at, run_id, report) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) "
+                        "drift_detected, created_at, run_id, report, night_at) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s) "
                         "ON CONFLICT (partition_date) DO UPDATE SET "
                         "report_id = EXCLUDED.report_id, "
                         "severity = EXCLUDED.severity, drift_detected = EXCLUDED.drift_detected, "
                         "created_at = EXCLUDED.created_at, run_id = EXCLUDED.run_id, "
-                        "report = EXCLUDED.report",
+                        "report = EXCLUDED.report, night_at = EXCLUDED.night_at",
                         (
                             night.partition,
                             night.report_id,
                             night.severity,
                             night.drift_detected,
-                            at,
+                            analysed,
                             night.run_id,
                             dumps_json(night.report),
+                            at,
                         ),
                     )
                     cur.execute(
@@ -156,8 +165,8 @@ class PostgresStore:
                         (
                             night.partition,
                             night.run_id,
-                            as_utc(night.started_at or night.time),
-                            at,
+                            as_utc(night.started_at or night.analysed_at or night.time),
+                            analysed,
                             night.severity,
                             baseline_n,
                             current_n,
@@ -217,6 +226,31 @@ class PostgresStore:
         """Nothing to release: every call opens and closes its own connection."""
 
 
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _set_retention_policy(cur: Any, retention_days: int | None) -> None:
+    """Make the hypertable's retention policy drop chunks older than ``retention_days`` (no
+    policy for None). ``add_retention_policy(if_not_exists => TRUE)`` keeps an existing
+    policy whatever its interval, so a changed value replaces the policy."""
+    cur.execute(
+        "SELECT (config->>'drop_after')::interval FROM timescaledb_information.jobs "
+        "WHERE proc_name = 'policy_retention' AND hypertable_name = 'monitoring_metrics'"
+    )
+    current = [row[0] for row in cur.fetchall()]
+    wanted = timedelta(days=retention_days) if retention_days is not None else None
+    if current == ([wanted] if wanted is not None else []):
+        return
+    if current:
+        cur.execute("SELECT remove_retention_policy('monitoring_metrics', if_exists => TRUE)")
+    if retention_days is not None:
+        cur.execute(
+            "SELECT add_retention_policy('monitoring_metrics', make_interval(days => %s))",
+            (retention_days,),
+        )
+
+
 def _has_timescale(conn: Any) -> bool:
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
@@ -254,12 +288,7 @@ def _setup_timescale(conn: Any, options: StoreOptions) -> None:
                     "make_interval(days => %s), if_not_exists => TRUE)",
                     (options.compress_after_days,),
                 )
-            if options.retention_days is not None:
-                cur.execute(
-                    "SELECT add_retention_policy('monitoring_metrics', "
-                    "make_interval(days => %s), if_not_exists => TRUE)",
-                    (options.retention_days,),
-                )
+            _set_retention_policy(cur, options.retention_days)
         conn.commit()
     except BaseException:
         conn.rollback()

@@ -84,6 +84,7 @@ class SQLiteStore:
     def write_night(self, night: NightRecord) -> None:
         day = night.partition.isoformat()
         at = _iso(night.time)
+        analysed = _iso(night.analysed_at or night.time)
         labels = json.dumps(night.labels, sort_keys=True)
         baseline_n, current_n = image_counts(night.report)
         with self._ready(f"write the night of {day}") as conn:
@@ -101,15 +102,17 @@ class SQLiteStore:
                 )
                 conn.execute(
                     "INSERT OR REPLACE INTO monitor_reports (partition_date, report_id, severity, "
-                    "drift_detected, created_at, run_id, report) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "drift_detected, created_at, run_id, report, night_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         day,
                         night.report_id,
                         night.severity,
                         int(night.drift_detected),
-                        at,
+                        analysed,
                         night.run_id,
                         dumps_json(night.report),
+                        at,
                     ),
                 )
                 conn.execute(
@@ -119,8 +122,8 @@ class SQLiteStore:
                     (
                         day,
                         night.run_id,
-                        _iso(night.started_at or night.time),
-                        at,
+                        _iso(night.started_at or night.analysed_at or night.time),
+                        analysed,
                         night.severity,
                         baseline_n,
                         current_n,

@@ -60,3 +60,27 @@ def driftd(*args: str, env: dict[str, str] | None = None, timeout: float = 120
         [sys.executable, "-m", "daemon.cli", *args], cwd=ROOT, env=env or cli_env(),
         capture_output=True, text=True, timeout=timeout,
     )
+
+
+def without_file_privileges() -> list[str]:
+    """A command prefix under which file permissions apply to this user: as root (which
+    reads anything), ``setpriv`` drops the capabilities that bypass them, so a mode-000 file
+    or folder really is unreadable; otherwise nothing. Skips the test when root has no
+    ``setpriv``."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", "--"]
+
+
+def driftd_unprivileged(*args: str, env: dict[str, str] | None = None, timeout: float = 120
+                        ) -> subprocess.CompletedProcess[str]:
+    """``driftd ARGS`` as ``driftd`` but with file permissions enforced (see above)."""
+    return subprocess.run(
+        [*without_file_privileges(), sys.executable, "-m", "daemon.cli", *args], cwd=ROOT,
+        env=env or cli_env(), capture_output=True, text=True, timeout=timeout,
+    )

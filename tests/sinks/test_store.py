@@ -292,7 +292,7 @@ class TestSecrets:
         assert "hunter2" not in str(caught.value)
 
 
-def _grafana_sql(raw: str, start: datetime, end: datetime) -> str:
+def grafana_sql(raw: str, start: datetime, end: datetime) -> str:
     """Grafana's PostgreSQL macros replaced by the plain SQL Grafana expands them to."""
     lo, hi = f"'{start.isoformat()}'::timestamptz", f"'{end.isoformat()}'::timestamptz"
     raw = re.sub(r"\$__timeFilter\(([^)]+)\)", rf"\1 BETWEEN {lo} AND {hi}", raw)
@@ -321,5 +321,5 @@ def test_every_grafana_panel_query_returns_rows(pg_url: str) -> None:
     )
     with sql(pg_url) as cur:
         for title, raw in targets:
-            cur.execute(_grafana_sql(raw, start, end))
+            cur.execute(grafana_sql(raw, start, end))
             assert cur.fetchall(), f"panel {title!r} returned no rows"
