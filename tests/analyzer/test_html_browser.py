@@ -12,24 +12,22 @@ import pytest
 
 from analyzer.html import generate_html_report
 from tests.analyzer.test_html import make_history, make_report
-from tools.report_screenshot import BrowserError, HeadlessChromium, find_chromium
-
-pytestmark = pytest.mark.skipif(
-    find_chromium() is None,
-    reason="chromium not installed (Debian: apt-get install chromium); CI installs it",
-)
+from tests.fixtures import system
+from tools.report_screenshot import BrowserError, HeadlessChromium
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[HeadlessChromium]:
-    """One headless Chromium shared by this module's tests (a fresh profile in a temp dir)."""
+    """One headless Chromium shared by this module's tests (a fresh profile in a temp dir);
+    skips them, with the install command, where Chromium is missing."""
+    binary = system.require("chromium")
     try:
-        with HeadlessChromium(timeout=60) as chromium:
+        with HeadlessChromium(binary, timeout=60) as chromium:
             yield chromium
     except BrowserError as err:  # pragma: no cover - depends on the machine
-        pytest.skip(f"chromium is installed but could not be started: {err}")
+        system.missing("chromium", f"chromium is installed but could not be started: {err}")
 
 
 def _check_page(browser: HeadlessChromium, html: Path, width: int, shot: Path) -> str:
