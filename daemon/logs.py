@@ -2,13 +2,18 @@
 
 Events are ``noun.past_verb``; the run binds ``run_id`` and ``partition`` with
 ``structlog.contextvars``. Library loggers that may print secrets are raised to WARNING.
+
+Where logs go: ``driftd run`` (the daemon) logs to stdout, the stream journald and process
+supervisors read (journald stores stdout and stderr alike, so the choice is about the
+terminal, not the journal). Every other command logs to stderr, so that what it prints on
+stdout — a table, a summary, ``--json`` — can be piped and parsed.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Literal, TextIO
 
 import structlog
 
@@ -17,21 +22,26 @@ QUIET_LOGGERS = ("slack_sdk", "urllib3", "apscheduler", "PIL", "matplotlib", "as
 
 
 def configure_logging(
-    level: str = "info", fmt: Literal["auto", "json", "console"] = "auto"
+    level: str = "info",
+    fmt: Literal["auto", "json", "console"] = "auto",
+    stream: TextIO | None = None,
 ) -> None:
-    """Route structlog and stdlib logging to stdout, as JSON lines or console text.
+    """Route structlog and stdlib logging to ``stream`` (default: stdout), as JSON lines or
+    console text.
 
-    ``auto`` renders for humans when stdout is a TTY and JSON lines otherwise (journald).
+    ``auto`` renders for humans when ``stream`` is a TTY and JSON lines otherwise (journald).
     """
+    out = stream if stream is not None else sys.stdout
     numeric = logging.getLevelName(level.upper())
-    console = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
+    tty = out.isatty()
+    console = fmt == "console" or (fmt == "auto" and tty)
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        structlog.dev.ConsoleRenderer(colors=tty)
         if console
         else structlog.processors.JSONRenderer()
     )
@@ -43,10 +53,10 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
