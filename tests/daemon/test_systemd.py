@@ -48,8 +48,9 @@ def test_unit_exposure_score_is_low(unit: Path, needs_systemd_analyze: str) -> N
 
 
 def test_unit_is_type_notify_with_watchdog_and_credentials() -> None:
-    """The unit uses sd_notify readiness, a watchdog, restarts and LoadCredential secrets."""
+    """The unit uses sd_notify readiness, a watchdog, restarts, a config check before start,
+    its own user and state folder (secrets: tests/daemon/test_deploy.py)."""
     text = UNIT.read_text()
-    for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "LoadCredential=",
-                 "DynamicUser=yes", "ProtectSystem=strict", "StateDirectory=driftd"):
+    for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "ExecStartPre=",
+                 "User=driftd", "ProtectSystem=strict", "StateDirectory=driftd"):
         assert line in text
