@@ -115,16 +115,19 @@ class TestSeedInsert:
     def test_driftd_rows_and_rewrites_still_work_beside_seed_rows(
         self, pg_url: str, postgres_server: PostgresServer
     ) -> None:
-        """driftd's own nights still write (and rewrite) with their run id and date."""
+        """driftd's own nights still write (and rewrite) with their run id and date, and a
+        rerun of a date keeps the rows another writer inserted for it."""
         store = open_store(pg_url)
         store.migrate()
         with closing(_as_superuser(postgres_server, pg_url)) as admin, admin.cursor() as cur:
             cur.execute(BOOLEAN_CAST_SQL)
             admin.commit()
         store_monitoring_report(REPORT, pg_url)
+        today = _rows(pg_url, "SELECT DISTINCT partition_date FROM monitoring_metrics")[0][0]
         night = make_night(date(2026, 11, 20), run_id="run-7")
         store.write_night(night)
         store.write_night(night)
+        store.write_night(make_night(today, run_id="run-8"))  # a rerun of the seed's date
         ours = _rows(pg_url, "SELECT DISTINCT run_id, partition_date FROM monitoring_metrics "
                              "WHERE partition_date = '2026-11-20'")
         assert ours == [("run-7", date(2026, 11, 20))]
