@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     alerts = command(sub, "alerts", "alert tools")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
     test = command(alerts_sub, "test", "send a test alert to every configured channel (or one)")
-    test.add_argument("--channel", choices=("slack", "email", "pagerduty", "console"),
-                      help="only this channel")
+    test.add_argument("--channel", metavar="NAME",
+                      help="only this channel: slack, email, pagerduty or console")
 
     demo = command(sub, "demo", "end-to-end demo on bundled images and model",
                    "Needs no config file: builds one in --workdir.")
