@@ -22,7 +22,6 @@ EXIT_CONFIG = 2
 EXIT_RUNTIME = 3
 EXIT_PIPE = 141
 
-
 CONFIG_HELP = "config file (default: $DRIFTD_CONFIG, else ./config.toml)"
 LOGS_ON_STDOUT = frozenset({"run"})
 """Commands that log to stdout (the daemon, for journald); the others log to stderr and keep
@@ -38,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="driftd",
         description="Nightly drift monitor for image classifiers in production.",
         epilog="Exit codes: 0 ok / no drift, 1 drift detected (check), "
-        "2 usage or configuration error, 3 runtime error.",
+        "2 usage or configuration error, 3 runtime error, 141 stdout closed by its reader. "
+        "--config may also follow the command.",
     )
     parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
