@@ -1,9 +1,17 @@
 """Charts for the HTML drift report, rendered with matplotlib to compact SVG data URIs.
 
-Each function takes plain data pulled from a drift report dict and returns a
-``data:image/svg+xml;base64,...`` URI to put in an ``<img src>``, or ``None`` when there is
-nothing to draw. Charts are embedded as images rather than inline ``<svg>`` so that text
-from the data (class labels, feature names) can never become markup in the page.
+Each function takes plain data pulled from a drift report dict and returns a :class:`Chart`
+(two renderings of the same chart) or ``None`` when there is nothing worth drawing. Charts are
+embedded as images rather than inline ``<svg>`` so that text from the data (class labels,
+feature names) can never become markup in the page.
+
+An SVG image scales with its box, text included, so one drawing cannot be readable both on
+a laptop and on a phone: drawn for a phone it is blown up on a laptop, drawn for a laptop its
+text shrinks to ~7 px on a phone. Each chart is therefore drawn twice, at the width it is
+shown at: ``wide`` for screens wider than :data:`NARROW_MAX_PX` (about 1:1 in the report's
+1030 px content column) and ``narrow`` for phones (about 1:1 at 345 px); the page picks one
+with ``<picture>``. No text in either is smaller than :data:`MIN_FONT_PT` points, i.e. about
+13 px where it is shown.
 
 Figures are built with ``matplotlib.figure.Figure`` directly, never pyplot, so rendering
 keeps no global figure state and needs no interactive backend.
@@ -13,12 +21,14 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import math
-from collections.abc import Mapping, Sequence
-from itertools import pairwise
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 SEVERITY_COLORS: dict[str, str] = {
@@ -33,32 +43,55 @@ BASELINE_COLOR = "#8a94a6"
 CURRENT_COLOR = "#1f5fbf"
 _CHANNEL_COLORS = {"r": "#d62728", "g": "#2ca02c", "b": "#1f77b4"}
 
+NARROW_MAX_PX = 700
+"""Viewports up to this width (CSS px) get the ``narrow`` drawing."""
+WIDE_IN, NARROW_IN = 10.0, 3.75
+"""Figure widths in inches: an SVG inch is 96 CSS px, so 960 px and 360 px."""
+MIN_FONT_PT = 10.0
+"""The smallest text in any chart (SVG units of 1 pt; ~13 px at 1:1)."""
+
 # Text stays text (not glyph paths) and ids are stable, so the SVG is small and the
 # same report renders to the same bytes.
 _RC: dict[Any, Any] = {
     "svg.fonttype": "none",
     "svg.hashsalt": "driftd",
-    "font.size": 9,
+    "font.size": 11,
     "font.family": "sans-serif",
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "axes.titlesize": 9,
+    "axes.titlesize": 11,
     "axes.titleweight": "bold",
+    "axes.labelsize": 11,
+    "xtick.labelsize": MIN_FONT_PT,
+    "ytick.labelsize": MIN_FONT_PT,
     "legend.frameon": False,
-    "legend.fontsize": 8,
+    "legend.fontsize": MIN_FONT_PT,
 }
 
 
-def _to_data_uri(fig: Figure) -> str:
-    with matplotlib.rc_context(_RC):
-        buf = io.BytesIO()
-        fig.savefig(buf, format="svg", metadata={"Date": None})
-    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+@dataclass(frozen=True)
+class Chart:
+    """One chart drawn twice: ``wide`` (laptop) and ``narrow`` (phone) SVG data URIs."""
+
+    wide: str
+    narrow: str
 
 
-def _figure(width: float, height: float) -> Figure:
-    # Callers hold rc_context(_RC) while building and saving: artists read rcParams then.
-    return Figure(figsize=(width, height), layout="constrained")
+Draw = Callable[[Figure, bool], None]
+"""Draws a chart on an empty figure; the flag is True for the narrow (phone) drawing."""
+
+
+def _render(draw: Draw, height_in: Callable[[bool], float]) -> Chart:
+    uris = []
+    for narrow in (False, True):
+        with matplotlib.rc_context(_RC):
+            fig = Figure(figsize=(NARROW_IN if narrow else WIDE_IN, height_in(narrow)),
+                         layout="constrained")
+            draw(fig, narrow)
+            buf = io.BytesIO()
+            fig.savefig(buf, format="svg", metadata={"Date": None})
+        uris.append("data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode())
+    return Chart(wide=uris[0], narrow=uris[1])
 
 
 def _shares(counts: Sequence[float]) -> list[float]:
@@ -66,7 +99,13 @@ def _shares(counts: Sequence[float]) -> list[float]:
     return [float(c) / total for c in counts] if total > 0 else [0.0 for _ in counts]
 
 
-def channel_histograms(histograms: Mapping[str, object]) -> str | None:
+def _percent_axis(ax: Axes, axis: str = "y") -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(1.0, 0))
+
+
+def channel_histograms(histograms: Mapping[str, object]) -> Chart | None:
     """Baseline vs current pixel-intensity histogram per colour channel.
 
     Args:
@@ -75,7 +114,8 @@ def channel_histograms(histograms: Mapping[str, object]) -> str | None:
             counts or shares (each channel is normalised to shares).
 
     Returns:
-        An SVG data URI, or ``None`` when no channel has data on both sides.
+        A :class:`Chart` (side by side when wide, stacked when narrow), or ``None`` when no
+        channel has data on both sides.
     """
     baseline = histograms.get("baseline")
     current = histograms.get("current")
@@ -84,9 +124,10 @@ def channel_histograms(histograms: Mapping[str, object]) -> str | None:
     channels = [c for c in ("r", "g", "b") if baseline.get(c) and current.get(c)]
     if not channels:
         return None
-    with matplotlib.rc_context(_RC):
-        fig = _figure(5.2, 2.0)
-        axes = fig.subplots(1, len(channels), sharey=True, squeeze=False)[0]
+
+    def draw(fig: Figure, narrow: bool) -> None:
+        shape = (len(channels), 1) if narrow else (1, len(channels))
+        axes = fig.subplots(*shape, sharey=True, squeeze=False).ravel()
         for ax, channel in zip(axes, channels, strict=True):
             base = _shares(baseline[channel])
             cur = _shares(current[channel])
@@ -94,85 +135,82 @@ def channel_histograms(histograms: Mapping[str, object]) -> str | None:
             xs = [255.0 * (i + 0.5) / n for i in range(n)]
             ax.fill_between(xs, base, step="mid", color=BASELINE_COLOR, alpha=0.45,
                             label="baseline")
-            ax.step(xs, cur, where="mid", color=_CHANNEL_COLORS[channel], linewidth=1.6,
-                    label="current")
-            ax.set_title({"r": "Red", "g": "Green", "b": "Blue"}[channel])
+            ax.step(xs, cur, where="mid", color=_CHANNEL_COLORS[channel], linewidth=2,
+                    label="tonight")
+            ax.set_title({"r": "Red", "g": "Green", "b": "Blue"}[channel], loc="left")
             ax.set_xlim(0, 255)
-            ax.set_xlabel("pixel value")
-            ax.tick_params(labelsize=7)
+            ax.set_xticks([0, 64, 128, 192, 255])
+            _percent_axis(ax)
+        axes[-1 if narrow else 0].set_xlabel("pixel value (0 dark – 255 bright)")
         axes[0].set_ylabel("share of pixels")
         axes[0].legend(loc="upper right")
-        return _to_data_uri(fig)
+
+    return _render(draw, lambda narrow: 1.9 * len(channels) + 0.5 if narrow else 3.0)
 
 
-def effect_sizes(tests: Sequence[Mapping[str, object]], limit: int = 12) -> str | None:
+def effect_sizes(
+    tests: Sequence[Mapping[str, object]],
+    cutoffs: Mapping[str, float] | None = None,
+    limit: int = 12,
+) -> Chart | None:
     """Horizontal bars of effect size for the strongest tests, coloured by severity.
 
-    Each bar carries a tick at its test's threshold, so a reader sees how far past the line
-    a feature moved. Bars are labelled with the feature name.
+    With ``cutoffs`` (``{"low": 0.1, "medium": 0.25, "high": 0.5}``, the cut-offs every
+    bar shares) each severity band is shaded in its colour behind the bars; without, each
+    bar has a tick at its own ``threshold`` (the ``low`` cut-off). Bars are labelled with the plain
+    feature names of ``analyzer.glossary``.
 
     Args:
         tests: TestResult dicts (``feature``, ``effect_size``, ``threshold``, ``severity``).
+        cutoffs: the severity cut-offs shared by all ``tests``, or None.
         limit: at most this many bars, strongest first.
 
     Returns:
-        An SVG data URI, or ``None`` when no test has a numeric effect size.
+        A :class:`Chart`, or ``None`` with fewer than two bars (one bar compares nothing;
+        its numbers are in the table).
     """
+    from analyzer.glossary import describe_feature
+
     rows = [t for t in tests if isinstance(t.get("effect_size"), int | float)]
     rows.sort(key=lambda t: float(t["effect_size"]), reverse=True)  # type: ignore[arg-type]
     rows = rows[:limit]
-    if not rows:
+    if len(rows) < 2:
         return None
     rows.reverse()  # barh draws bottom-up; strongest goes on top
-    with matplotlib.rc_context(_RC):
-        fig = _figure(5.2, 0.28 * len(rows) + 0.75)
+
+    def draw(fig: Figure, narrow: bool) -> None:
         ax = fig.subplots()
         ys = range(len(rows))
         values = [float(t["effect_size"]) for t in rows]  # type: ignore[arg-type]
         colors = [SEVERITY_COLORS.get(str(t.get("severity")), BASELINE_COLOR) for t in rows]
-        ax.barh(ys, values, color=colors, height=0.65)
-        for y, t in zip(ys, rows, strict=True):
-            threshold = t.get("threshold")
-            if isinstance(threshold, int | float):
-                ax.plot([threshold, threshold], [y - 0.42, y + 0.42], color="#222",
-                        linewidth=1.2)
-        ax.set_yticks(list(ys), [str(t.get("feature", "?")) for t in rows])
-        ax.set_xlabel("effect size (black tick = threshold)")
-        ax.set_xlim(left=0)
-        return _to_data_uri(fig)
+        ax.barh(ys, values, color=colors, height=0.65, zorder=2)
+        top = max(values)
+        if cutoffs:
+            # Each severity band as a faint background in its colour, so a bar reads as
+            # "reaches the orange band" without a legend to decode.
+            top = max(top, *cutoffs.values())
+            edges = [*sorted(cutoffs.items(), key=lambda kv: kv[1]), ("", top * 1.12)]
+            for (name, start), (_, stop) in itertools.pairwise(edges):
+                ax.axvspan(start, stop, color=SEVERITY_COLORS.get(name, "#ccc"), alpha=0.13,
+                           linewidth=0, zorder=0)
+            bands = " · ".join(f"{name} ≥ {value:g}" for name, value in edges[:-1])
+            ax.set_xlabel(f"effect size{chr(10) if narrow else ' — '}bands: {bands}")
+        else:
+            for y, t in zip(ys, rows, strict=True):
+                threshold = t.get("threshold")
+                if isinstance(threshold, int | float):
+                    ax.plot([threshold, threshold], [y - 0.42, y + 0.42], color="#222",
+                            linewidth=1.5, zorder=3)
+            ax.set_xlabel("effect size (black tick: the smallest that counts)")
+        labels = [describe_feature(str(t.get("feature", "?"))).label for t in rows]
+        ax.set_yticks(list(ys), labels)
+        ax.set_xlim(0, top * 1.12)
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+
+    return _render(draw, lambda narrow: (0.36 if narrow else 0.3) * len(rows) + 1.2)
 
 
-def feature_histogram(feature: str, histogram: Mapping[str, Sequence[float]]) -> str | None:
-    """Baseline vs current distribution of one feature, from its binned histogram.
-
-    Args:
-        feature: the feature name, used as the chart title.
-        histogram: ``{"edges": [n+1 floats], "baseline": [n], "current": [n]}``
-            (counts or shares; each side is normalised to shares).
-
-    Returns:
-        An SVG data URI, or ``None`` when the histogram is empty or its lengths disagree.
-    """
-    edges = [float(e) for e in histogram.get("edges", [])]
-    base = list(histogram.get("baseline", []))
-    cur = list(histogram.get("current", []))
-    if len(edges) < 2 or len(base) != len(edges) - 1 or len(cur) != len(base):
-        return None
-    mids = [(a + b) / 2 for a, b in pairwise(edges)]
-    with matplotlib.rc_context(_RC):
-        fig = _figure(5.2, 2.2)
-        ax = fig.subplots()
-        ax.fill_between(mids, _shares(base), step="mid", color=BASELINE_COLOR, alpha=0.45,
-                        label="baseline")
-        ax.step(mids, _shares(cur), where="mid", color=CURRENT_COLOR, linewidth=1.6,
-                label="current")
-        ax.set_title(feature)
-        ax.tick_params(labelsize=7)
-        ax.legend(loc="upper right")
-        return _to_data_uri(fig)
-
-
-def class_shares(classes: Sequence[Mapping[str, object]], limit: int = 20) -> str | None:
+def class_shares(classes: Sequence[Mapping[str, object]], limit: int = 20) -> Chart | None:
     """Grouped bars of baseline vs current share of predictions per class.
 
     Args:
@@ -181,10 +219,11 @@ def class_shares(classes: Sequence[Mapping[str, object]], limit: int = 20) -> st
         limit: with more classes than this, only those whose share moved most are drawn.
 
     Returns:
-        An SVG data URI, or ``None`` when there are no classes.
+        A :class:`Chart` (columns when wide, rows when narrow), or ``None`` with fewer than
+        two classes.
     """
     rows = [c for c in classes if isinstance(c, Mapping)]
-    if not rows:
+    if len(rows) < 2:
         return None
 
     def share(c: Mapping[str, object], key: str) -> float:
@@ -195,30 +234,47 @@ def class_shares(classes: Sequence[Mapping[str, object]], limit: int = 20) -> st
         rows = sorted(rows, key=lambda c: abs(share(c, "current_share")
                                                 - share(c, "baseline_share")), reverse=True)
         rows = rows[:limit]
-    rows.sort(key=lambda c: share(c, "index"), reverse=True)
-    with matplotlib.rc_context(_RC):
-        fig = _figure(5.2, 0.26 * len(rows) + 0.8)
+    rows.sort(key=lambda c: share(c, "index"))
+    labels = [str(c.get("label", c.get("index", "?"))) for c in rows]
+    base = [share(c, "baseline_share") for c in rows]
+    cur = [share(c, "current_share") for c in rows]
+
+    def draw(fig: Figure, narrow: bool) -> None:
         ax = fig.subplots()
-        ys = list(range(len(rows)))
-        ax.barh([y + 0.2 for y in ys], [share(c, "baseline_share") for c in rows], height=0.38,
-                color=BASELINE_COLOR, label="baseline")
-        ax.barh([y - 0.2 for y in ys], [share(c, "current_share") for c in rows], height=0.38,
-                color=CURRENT_COLOR, label="current")
-        ax.set_yticks(ys, [str(c.get("label", c.get("index", "?"))) for c in rows])
-        ax.set_xlabel("share of predictions")
-        ax.legend(loc="lower right")
-        return _to_data_uri(fig)
+        pos = list(range(len(rows)))
+        if narrow:
+            pos.reverse()  # first class on top
+            ax.barh([p + 0.2 for p in pos], base, height=0.38, color=BASELINE_COLOR,
+                    label="baseline")
+            ax.barh([p - 0.2 for p in pos], cur, height=0.38, color=CURRENT_COLOR,
+                    label="tonight")
+            ax.set_yticks(pos, labels)
+            _percent_axis(ax, "x")
+            ax.set_xlabel("share of predictions")
+            ax.legend(loc="lower right")
+        else:
+            ax.bar([p - 0.2 for p in pos], base, width=0.38, color=BASELINE_COLOR,
+                   label="baseline")
+            ax.bar([p + 0.2 for p in pos], cur, width=0.38, color=CURRENT_COLOR,
+                   label="tonight")
+            ax.set_xticks(pos, labels, rotation=30 if len(rows) > 8 else 0, ha="right"
+                          if len(rows) > 8 else "center")
+            _percent_axis(ax)
+            ax.set_ylabel("share of predictions")
+            ax.legend(loc="upper right", ncols=2)
+
+    return _render(draw, lambda narrow: 0.34 * len(rows) + 1.0 if narrow else 3.2)
 
 
-def trend(points: Sequence[Mapping[str, object]]) -> str | None:
-    """Sparkline of pixel mean shift and confidence shift over nights, dots coloured by severity.
+def trend(points: Sequence[Mapping[str, object]]) -> Chart | None:
+    """Pixel mean shift and confidence shift over nights, dots coloured by severity.
 
     Args:
         points: trend points, oldest first (``date``, ``overall_severity``,
             ``pixel_mean_shift``, ``confidence_shift``).
 
     Returns:
-        An SVG data URI, or ``None`` with fewer than two points.
+        A :class:`Chart`, or ``None`` with fewer than two points.
     """
     if len(points) < 2:
         return None
@@ -231,22 +287,22 @@ def trend(points: Sequence[Mapping[str, object]]) -> str | None:
             out.append(float(value) if isinstance(value, int | float) else float("nan"))
         return out
 
-    with matplotlib.rc_context(_RC):
-        fig = _figure(10.4, 1.6)
+    dates = [str(p.get("date", "")) for p in points]
+    # Month-day is enough on a strip of recent nights and keeps labels from overlapping.
+    labels = [d[5:] if len(d) == 10 else d for d in dates]
+    colors = [SEVERITY_COLORS.get(str(p.get("overall_severity")), BASELINE_COLOR)
+              for p in points]
+
+    def draw(fig: Figure, narrow: bool) -> None:
         ax = fig.subplots()
         ax.axhline(0, color="#ccc", linewidth=0.8)
-        ax.plot(xs, series("pixel_mean_shift"), color=CURRENT_COLOR, linewidth=1.4,
+        ax.plot(xs, series("pixel_mean_shift"), color=CURRENT_COLOR, linewidth=2,
                 label="pixel mean shift")
-        ax.plot(xs, series("confidence_shift"), color="#7b3fb8", linewidth=1.4,
+        ax.plot(xs, series("confidence_shift"), color="#7b3fb8", linewidth=2,
                 linestyle="--", label="confidence shift")
-        colors = [SEVERITY_COLORS.get(str(p.get("overall_severity")), BASELINE_COLOR)
-                  for p in points]
-        ax.scatter(xs, series("pixel_mean_shift"), c=colors, s=22, zorder=3)
-        step = max(1, math.ceil(len(points) / 10))
-        dates = [str(p.get("date", "")) for p in points]
-        # Month-day is enough on a strip of recent nights and keeps labels from overlapping.
-        labels = [d[5:] if len(d) == 10 else d for d in dates]
+        ax.scatter(xs, series("pixel_mean_shift"), c=colors, s=40, zorder=3)
+        step = max(1, math.ceil(len(points) / (4 if narrow else 10)))
         ax.set_xticks(xs[::step], labels[::step])
-        ax.tick_params(labelsize=7)
-        ax.legend(loc="upper left", ncols=2)
-        return _to_data_uri(fig)
+        ax.legend(loc="upper left", ncols=1 if narrow else 2)
+
+    return _render(draw, lambda narrow: 2.8 if narrow else 2.4)

@@ -9,6 +9,12 @@ It is one file with everything inline — CSS, charts (SVG) and thumbnails (JPEG
 URIs — and no JavaScript, so it opens offline, from an email attachment or a Slack link, on a
 laptop or a phone. A Content-Security-Policy meta tag forbids any fetch or script, and Jinja2
 autoescaping keeps text from the data (file names, labels) text.
+
+Readable on both: each chart comes in a laptop and a phone drawing (``analyzer.charts``),
+tables turn into one card per row on a phone instead of scrolling sideways, features carry
+plain names (``analyzer.glossary``) and a glossary at the end says what every column means.
+The report's ``estimated_accuracy_change`` is not shown: it is the confidence shift under
+another name, not an estimate of accuracy.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from PIL import Image
 
 from analyzer import charts
 from analyzer.errors import AnalyzerError
+from analyzer.glossary import STATISTICS, Term, describe_feature
 from analyzer.severity import Severity
 
 THUMBNAIL_PX = 96
@@ -39,8 +46,11 @@ THUMBNAILS_TOTAL = 40
 """At most this many thumbnails in one report (keeps the file small enough to email)."""
 CLASS_ROWS = 5
 """The classes whose share moved most are listed in a table, at most this many."""
-FEATURE_HISTOGRAMS = 6
-"""At most this many per-feature distribution overlays per section."""
+REPORT_MODE = 0o644
+"""The page's file mode: what the daemon's report files get (``sinks.files``), so a web
+server or another user can read every report alike."""
+_BAND_PREFIX = {"wasserstein_norm": "wasserstein", "psi": "psi"}
+"""Effect-size kind → the prefix of its severity cut-offs in the report's ``settings``."""
 
 _SECTIONS: tuple[tuple[str, str], ...] = (
     ("pixel_distribution_drift", "Image properties"),
@@ -68,7 +78,7 @@ _TEMPLATES = jinja2.Environment(
 @dataclass(frozen=True)
 class _Chart:
     title: str
-    uri: str
+    chart: charts.Chart
     alt: str
 
 
@@ -86,6 +96,13 @@ class _TestRow:
     severity: str
     baseline_mean: float | None
     current_mean: float | None
+    band: str = ""
+    """The severity band the effect reached, as cut-offs ("≥ 0.50"), or why there is none."""
+
+    @property
+    def term(self) -> Term:
+        """The feature's plain label and meaning."""
+        return describe_feature(self.feature)
 
     @property
     def direction(self) -> str:
@@ -166,7 +183,9 @@ def render_html_report(
         AnalyzerError: ``drift_report`` is neither a mapping nor has ``to_dict()``.
     """
     report = _as_dict(drift_report)
-    sections = [_section(key, title, report.get(key)) for key, title in _SECTIONS]
+    raw_settings = report.get("settings")
+    settings: Mapping[str, Any] = raw_settings if isinstance(raw_settings, Mapping) else {}
+    sections = [_section(key, title, report.get(key), settings) for key, title in _SECTIONS]
     present = [s for s in sections if s.available or s.key in report]
     severity = _severity(report.get("overall_severity"), [s.severity for s in present])
     drifted = bool(report.get("overall_drift_detected", severity != Severity.NONE))
@@ -195,6 +214,10 @@ def render_html_report(
         unreadable=_unreadable(report.get("data_quality")),
         trend_cells=[_trend_cell(p, report) for p in trend_points],
         trend_chart=charts.trend(trend_points),
+        narrow_max_px=charts.NARROW_MAX_PX,
+        describe=describe_feature,
+        glossary=_glossary(present),
+        statistics=STATISTICS,
         settings=_settings(report.get("settings")),
         schema_version=report.get("schema_version"),
         fmt=_fmt,
@@ -213,7 +236,8 @@ def generate_html_report(
 
     The page is written to a temporary file in the same folder, flushed to disk and moved
     over ``html_path`` with ``os.replace``, so a reader sees the old page or the new one,
-    never a torn file. Missing parent folders are created.
+    never a torn file. Missing parent folders are created. The file is readable by all
+    (mode 0644, as the daemon's report files are).
 
     Returns:
         The path written, as a ``Path``.
@@ -231,6 +255,7 @@ def generate_html_report(
             out.write(html)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(tmp, REPORT_MODE)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -323,9 +348,36 @@ def _timestamp(value: object) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") + (f" {zone}" if zone else "")
 
 
-def _test_row(test: Mapping[str, Any]) -> _TestRow:
+def _cutoffs(kind: str, settings: Mapping[str, Any]) -> dict[str, float] | None:
+    """The low/medium/high cut-offs of effect-size ``kind`` from the report's settings."""
+    prefix = _BAND_PREFIX.get(kind)
+    values = {lvl: _num(settings.get(f"{prefix}_{lvl}")) for lvl in ("low", "medium", "high")}
+    if prefix is None or any(v is None for v in values.values()):
+        return None
+    return {k: float(v) for k, v in values.items() if v is not None}
+
+
+def _band(significant: bool, severity: str, threshold: float | None,
+          cutoffs: dict[str, float] | None) -> str:
+    if not significant:
+        return "not significant"
+    if cutoffs is None:
+        return f"from {_fmt(threshold)}" if severity != "none" and threshold is not None else ""
+    low, medium, high = cutoffs["low"], cutoffs["medium"], cutoffs["high"]
+    return {
+        "high": f"≥ {_fmt(high)}",
+        "medium": f"{_fmt(medium)} – {_fmt(high)}",
+        "low": f"{_fmt(low)} – {_fmt(medium)}",
+    }.get(severity, f"< {_fmt(low)}")
+
+
+def _test_row(test: Mapping[str, Any], settings: Mapping[str, Any]) -> _TestRow:
     # A categorical (chi-squared) test has no meaningful mean: leave the column empty.
     has_means = test.get("test") != "chi2"
+    significant = bool(test.get("significant", False))
+    severity = _safe_severity(test.get("severity", "none"))
+    threshold = _num(test.get("threshold"))
+    kind = str(test.get("effect_size_kind", ""))
     return _TestRow(
         feature=str(test.get("feature", "?")),
         test=str(test.get("test", "")),
@@ -333,16 +385,17 @@ def _test_row(test: Mapping[str, Any]) -> _TestRow:
         p_value=_num(test.get("p_value")),
         p_adjusted=_num(test.get("p_adjusted")),
         effect_size=_num(test.get("effect_size")),
-        effect_size_kind=str(test.get("effect_size_kind", "")),
-        threshold=_num(test.get("threshold")),
-        significant=bool(test.get("significant", False)),
-        severity=_safe_severity(test.get("severity", "none")),
+        effect_size_kind=kind,
+        threshold=threshold,
+        significant=significant,
+        severity=severity,
         baseline_mean=_num(test.get("baseline_mean")) if has_means else None,
         current_mean=_num(test.get("current_mean")) if has_means else None,
+        band=_band(significant, severity, threshold, _cutoffs(kind, settings)),
     )
 
 
-def _section(key: str, title: str, data: object) -> _Section:
+def _section(key: str, title: str, data: object, settings: Mapping[str, Any]) -> _Section:
     if not isinstance(data, Mapping):
         return _Section(key, title, "none", False, False, "not in this report")
     available = bool(data.get("available", True))
@@ -356,18 +409,19 @@ def _section(key: str, title: str, data: object) -> _Section:
     )
     if not available:
         return section
-    rows = [_test_row(t) for t in data.get("tests") or [] if isinstance(t, Mapping)]
+    rows = [_test_row(t, settings) for t in data.get("tests") or [] if isinstance(t, Mapping)]
     rows.sort(key=lambda t: (t.significant, Severity.parse(t.severity).rank,
                              t.effect_size or 0.0), reverse=True)
     section.tests = [t for t in rows if t.significant]
     section.quiet_tests = [t for t in rows if not t.significant]
     raw_tests = [t for t in data.get("tests") or [] if isinstance(t, Mapping)]
-    _add_section_details(section, data, raw_tests)
+    _add_section_details(section, data, raw_tests, settings)
     return section
 
 
 def _add_section_details(
-    section: _Section, data: Mapping[str, Any], raw_tests: list[Mapping[str, Any]]
+    section: _Section, data: Mapping[str, Any], raw_tests: list[Mapping[str, Any]],
+    settings: Mapping[str, Any],
 ) -> None:
     if section.key == "pixel_distribution_drift":
         means = data.get("channel_means") or {}
@@ -377,22 +431,22 @@ def _add_section_details(
             if base is not None or cur is not None:
                 section.headline.append((f"{name} mean", f"{_fmt(base)} → {_fmt(cur)}"))
         hist = data.get("histograms")
-        uri = charts.channel_histograms(hist) if isinstance(hist, Mapping) else None
-        if uri:
-            section.charts.append(_Chart("Pixel intensity per channel", uri,
-                                         "baseline vs current pixel histograms"))
+        chart = charts.channel_histograms(hist) if isinstance(hist, Mapping) else None
+        if chart:
+            section.charts.append(_Chart("Pixel values per colour channel, baseline and "
+                                         "tonight", chart,
+                                         "baseline vs tonight pixel histograms"))
     elif section.key == "confidence_drift":
         section.headline = [
             ("Mean confidence", f"{_fmt(data.get('baseline_mean_confidence'))} → "
                                 f"{_fmt(data.get('current_mean_confidence'))}"),
             ("Confidence shift", _fmt_signed(data.get("mean_confidence_shift"))),
-            ("Est. accuracy change", _fmt_signed(data.get("estimated_accuracy_change"))),
         ]
     elif section.key == "class_distribution_drift":
         section.headline = [
-            ("Wasserstein distance", _fmt(data.get("wasserstein_distance"))),
+            ("Class mix distance", _fmt(data.get("wasserstein_distance"))),
             ("χ² statistic", _fmt(data.get("chi2_statistic"))),
-            ("p-value", _fmt_p(data.get("p_value"))),
+            ("p", _fmt_p(data.get("p_value"))),
         ]
         classes = [c for c in data.get("classes") or [] if isinstance(c, Mapping)]
         shares: list[dict[str, Any]] = [{"label": str(c.get("label", c.get("index", "?"))),
@@ -402,10 +456,10 @@ def _add_section_details(
             (c for c in shares if c["current"] != c["baseline"]),
             key=lambda c: abs(c["current"] - c["baseline"]), reverse=True,
         )[:CLASS_ROWS]
-        uri = charts.class_shares(classes)
-        if uri:
-            section.charts.append(_Chart("Share of predictions per class", uri,
-                                         "baseline vs current class shares"))
+        chart = charts.class_shares(classes)
+        if chart:
+            section.charts.append(_Chart("Share of predictions per class, baseline and tonight",
+                                         chart, "baseline vs tonight class shares"))
     elif section.key == "data_quality":
         section.headline = [("Files", _fmt(data.get("total_files"))),
                             ("Analysed", _fmt(data.get("analyzed")))]
@@ -420,18 +474,13 @@ def _add_section_details(
                     [str(e) for e in issue.get("examples") or []],
                 ))
     significant = [t for t in raw_tests if t.get("significant")]
-    if significant:
-        uri = charts.effect_sizes(significant)
-        if uri:
-            section.charts.append(_Chart("Effect size of the changed features", uri,
-                                         "effect size per drifted feature"))
-    for test in significant[:FEATURE_HISTOGRAMS]:
-        hist = test.get("histogram")
-        uri = charts.feature_histogram(str(test.get("feature", "?")), hist) if isinstance(
-            hist, Mapping) else None
-        if uri:
-            section.charts.append(_Chart(f"{test.get('feature')}: baseline vs current", uri,
-                                         f"distribution of {test.get('feature')}"))
+    kinds = {str(t.get("effect_size_kind", "")) for t in significant}
+    shared = _cutoffs(kinds.pop(), settings) if len(kinds) == 1 else None
+    chart = charts.effect_sizes(significant, shared)
+    if chart:
+        section.charts.append(_Chart("How far each changed feature moved (effect size)", chart,
+                                     "effect size per drifted feature, with the severity "
+                                     "cut-offs"))
 
 
 def _channel(means: object, side: str, index: int) -> float | None:
@@ -537,6 +586,22 @@ def _trend_cell(point: Mapping[str, Any], report: Mapping[str, Any]) -> _TrendCe
         confidence_shift=_num(point.get("confidence_shift")),
         is_current=point.get("report_id") == report.get("report_id"),
     )
+
+
+def _glossary(sections: Sequence[_Section]) -> list[tuple[str, Term]]:
+    """(feature, term) for every feature in the page's tables that has a meaning to give."""
+    seen: dict[str, Term] = {}
+    for section in sections:
+        for row in (*section.tests, *section.quiet_tests):
+            term = row.term
+            if term.meaning and row.feature not in seen and not row.feature.startswith(
+                    "softmax."):
+                seen[row.feature] = term
+    if any(r.feature.startswith("softmax.") for s in sections for r in s.quiet_tests
+           + s.tests):
+        seen["softmax.<class>"] = Term("P(class)", "The model's average probability for that "
+                                       "class; moves when the images or the class mix change.")
+    return list(seen.items())
 
 
 def _settings(settings: object) -> str:

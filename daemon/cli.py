@@ -2,13 +2,15 @@
 
 Exit codes (every command): 0 success (``check``: no drift), 1 drift detected (``check``
 only), 2 usage or configuration error (nothing was started), 3 runtime error — for ``run
---once``, ``backfill`` and ``retry`` also: a run-level fault, or any folder failed.
+--once``, ``backfill`` and ``retry`` also: a run-level fault, or any folder failed — and 141
+stdout was closed by its reader (``driftd status | head -1``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -19,54 +21,99 @@ EXIT_OK = 0
 EXIT_DRIFT = 1
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 3
+EXIT_PIPE = 141
+
+CONFIG_HELP = "config file (default: $DRIFTD_CONFIG, else ./config.toml)"
+LOGS_ON_STDOUT = frozenset({"run"})
+"""Commands that log to stdout (the daemon, for journald); the others log to stderr and keep
+stdout for their output (see daemon.logs)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``driftd`` argument parser; ``--config`` is accepted before or after the command."""
+    # Each command takes --config too; SUPPRESS keeps a value given before the command.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
     parser = argparse.ArgumentParser(
         prog="driftd",
         description="Nightly drift monitor for image classifiers in production.",
         epilog="Exit codes: 0 ok / no drift, 1 drift detected (check), "
         "2 usage or configuration error, 3 runtime error (run --once, backfill, retry: "
-        "also when any folder failed).",
+        "also when any folder failed), 141 stdout closed by its reader. "
+        "--config may also follow the command.",
     )
-    parser.add_argument(
-        "--config", metavar="FILE",
-        help="config file (default: $DRIFTD_CONFIG, else ./config.toml)",
-    )
+    parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the daemon (catch-up now, then on the cron schedule)")
-    run.add_argument("--once", action="store_true", help="process what is pending, then exit")
+    def command(parent: Any, name: str, summary: str, details: str = "") -> Any:
+        return parent.add_parser(name, help=summary, parents=[common],
+                                 description=f"{summary}. {details}".strip())
 
-    baseline = sub.add_parser("baseline", help="build the baseline from DIR into [data].baseline")
-    baseline.add_argument("dir", type=Path)
+    run = command(sub, "run", "run the daemon (catch up now, then on the cron schedule)",
+                  "Logs JSON lines on stdout (journald); stops cleanly on SIGTERM.")
+    run.add_argument("--once", action="store_true",
+                     help="process what is pending now, then exit (no scheduler)")
 
-    check = sub.add_parser("check", help="analyse any folder now; exit 1 when it drifted")
-    check.add_argument("dir", type=Path)
-    check.add_argument("--report-id", help="report id (default: check-<UTC time>)")
+    baseline = command(sub, "baseline", "build the baseline from DIR into [data].baseline",
+                       "Profiles every image under DIR (with [model].path when set) and saves "
+                       "the profile that every night is compared with.")
+    baseline.add_argument("dir", type=Path, metavar="DIR",
+                          help="folder of images the model is known to do well on")
 
-    backfill = sub.add_parser("backfill", help="reprocess dates, ignoring the run ledger")
-    backfill.add_argument("--from", dest="start", required=True, type=_day, metavar="YYYY-MM-DD")
-    backfill.add_argument("--to", dest="end", required=True, type=_day, metavar="YYYY-MM-DD")
+    check = command(sub, "check", "compare any folder with a baseline now; exit 1 on drift",
+                    "Writes the JSON and HTML report and prints a summary. Works without a "
+                    "config file when --baseline is given.")
+    check.add_argument("dir", type=Path, metavar="DIR", help="folder of images to check")
+    check.add_argument("--baseline", type=Path, metavar="FILE",
+                       help="baseline profile to compare with (default: [data].baseline)")
+    check.add_argument("--model", type=Path, metavar="FILE",
+                       help=".tflite classifier (default: [model].path; none without a config)")
+    check.add_argument("--out", type=Path, metavar="DIR",
+                       help="where to write the report (default: [data].reports_dir with a "
+                            "config, else the current folder)")
+    check.add_argument("--report-id", metavar="ID",
+                       help="report id in the file names (default: check-<UTC time>)")
 
-    retry = sub.add_parser(
-        "retry", help="give failed (or given-up) dates fresh attempts and process them now"
-    )
-    retry.add_argument("dates", nargs="+", type=_day, metavar="YYYY-MM-DD")
+    retry = command(sub, "retry",
+                    "give failed (or given-up) dates fresh attempts and process them now",
+                    "Use it after fixing what made those nights fail.")
+    retry.add_argument("dates", nargs="+", type=_day, metavar="YYYY-MM-DD",
+                       help="dates of the nights to retry")
 
-    sub.add_parser("status", help="latest verdicts, store outage, pending writes, failed folders")
+    backfill = command(sub, "backfill", "reprocess dates, ignoring the run ledger",
+                       "Reports and metric rows are replaced; alerts already sent are not sent "
+                       "again.")
+    backfill.add_argument("--from", dest="start", required=True, type=_day,
+                          metavar="YYYY-MM-DD", help="first date to reprocess")
+    backfill.add_argument("--to", dest="end", required=True, type=_day, metavar="YYYY-MM-DD",
+                          help="last date to reprocess (inclusive)")
 
-    config = sub.add_parser("config", help="configuration tools")
+    status = command(sub, "status",
+                     "latest verdict, store health, pending writes, failed nights",
+                     "Prints a summary for people; --json prints the same as JSON.")
+    status.add_argument("--json", action="store_true",
+                        help="print JSON (for scripts) instead of the summary")
+
+    config = command(sub, "config", "configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    config_sub.add_parser("check", help="validate and print the effective config (secrets masked)")
+    config_check = command(
+        config_sub, "check", "validate the config and check that the daemon can do its job",
+        "Prints the effective config (secrets masked), then checks, as the current user, "
+        "that the production folder can be listed, the state and report folders written, the "
+        "baseline read and the model loaded. Exit 2 on a fatal problem.")
+    config_check.add_argument("--quiet", action="store_true",
+                              help="print only problems (no effective config)")
 
-    alerts = sub.add_parser("alerts", help="alert tools")
+    alerts = command(sub, "alerts", "alert tools")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
-    test = alerts_sub.add_parser("test", help="send a test alert to every channel (or one)")
-    test.add_argument("--channel", help="slack, email, pagerduty or console")
+    test = command(alerts_sub, "test", "send a test alert to every configured channel (or one)")
+    test.add_argument("--channel", metavar="NAME",
+                      help="only this channel: slack, email, pagerduty or console")
 
-    demo = sub.add_parser("demo", help="end-to-end demo on bundled images and model")
-    demo.add_argument("--workdir", type=Path, default=Path("driftd-demo"))
+    demo = command(sub, "demo", "end-to-end demo on bundled images and model",
+                   "Needs no config file: builds one in --workdir.")
+    demo.add_argument("--workdir", type=Path, default=Path("driftd-demo"), metavar="DIR",
+                      help="where to build the demo (default: ./driftd-demo)")
     return parser
 
 
@@ -78,23 +125,44 @@ def _day(text: str) -> date:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``driftd`` console script; returns the exit code."""
+    """Entry point of the ``driftd`` console script; returns the exit code.
+
+    A reader that closes stdout early (``driftd status | head -1``) ends the command quietly
+    with exit code 141 (128 + SIGPIPE, what a shell reports for other tools), not a traceback.
+    """
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _stdout_closed() -> int:
+    # Python would try to flush stdout again at exit and print the same error; point the
+    # descriptor at /dev/null so that final flush succeeds silently.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         from daemon.demo import run_demo
 
         return run_demo(args.workdir)
 
-    from daemon.config import ConfigError, load_settings, secret_values
+    from daemon.config import ConfigError, secret_values
     from daemon.logs import configure_logging, get_logger
 
     try:
-        settings = load_settings(args.config)
+        settings = _settings(args)
     except ConfigError as err:
         print(f"driftd: {err}", file=sys.stderr)
         return EXIT_CONFIG
     redactor = configure_logging(
-        settings.logging.level, settings.logging.format, secrets=secret_values(settings)
+        settings.logging.level, settings.logging.format, secrets=secret_values(settings),
+        stream=sys.stdout if args.command in LOGS_ON_STDOUT else sys.stderr,
     )
     for warning in settings.warnings:
         # stderr, not a log line on stdout: `status` and `config check` print JSON there.
@@ -108,11 +176,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"driftd: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except BrokenPipeError:
+        raise
     except Exception as err:
         get_logger().error("command.failed", command=args.command,
                            error=f"{type(err).__name__}: {err}")
         print(redactor.text(f"driftd {args.command}: {err}"), file=sys.stderr)
         return EXIT_RUNTIME
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    """The settings for ``args``; ``check --baseline`` runs on defaults when no config file
+    exists (none given, none in $DRIFTD_CONFIG, no ./config.toml)."""
+    from daemon.config import build_settings, config_path, load_settings
+
+    if args.command == "check" and args.baseline is not None and not args.config \
+            and not config_path(None).exists():
+        settings = build_settings({}, base_dir=Path.cwd())
+        return _check_overrides(settings, args, default_out=Path.cwd())
+    settings = load_settings(args.config)
+    if args.command == "check":
+        return _check_overrides(settings, args, default_out=settings.data.reports_path)
+    return settings
+
+
+def _check_overrides(settings: Any, args: argparse.Namespace, default_out: Path) -> Any:
+    """``settings`` with ``check``'s --baseline, --model and --out applied."""
+    data: dict[str, Any] = {"reports_dir": (args.out or default_out).resolve()}
+    if args.baseline is not None:
+        data["baseline"] = args.baseline.resolve()
+    model: dict[str, Any] = {}
+    if args.model is not None:
+        model = {"path": args.model.resolve(), "labels_path": None}
+    return settings.model_copy(update={
+        "data": settings.data.model_copy(update=data),
+        "model": settings.model.model_copy(update=model),
+    })
 
 
 def _run(settings: Any, args: argparse.Namespace) -> int:
@@ -158,8 +257,9 @@ def _baseline(settings: Any, args: argparse.Namespace) -> int:
 
 
 def _check(settings: Any, args: argparse.Namespace) -> int:
+    from analyzer.errors import BaselineError, DatasetError, ModelError
     from analyzer.html import generate_html_report
-    from daemon.pipeline import Pipeline
+    from daemon.preflight import load_baseline_profile
     from sinks.files import REPORT_ID_RE, REPORT_ID_RULE, ReportFiles
 
     now = datetime.now(timezone.utc)
@@ -168,17 +268,44 @@ def _check(settings: Any, args: argparse.Namespace) -> int:
         print(f"driftd check: --report-id {report_id!r} is not a valid id: use "
               f"{REPORT_ID_RULE}", file=sys.stderr)
         return EXIT_CONFIG
-    baseline = Pipeline(settings).load_baseline()
-    report = _analyzer(settings, args.dir, now=now, report_id=report_id).detect_drift(baseline)
+    key = "--baseline" if args.baseline is not None else "data.baseline"
+    baseline, problems = load_baseline_profile(settings.data.baseline, key)
+    if baseline is None:
+        print(f"driftd check: {problems[0]}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        report = _analyzer(settings, args.dir, now=now, report_id=report_id).detect_drift(
+            baseline)
+    except (BaselineError, DatasetError, ModelError) as err:
+        print(f"driftd check: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     files = ReportFiles(settings.data.reports_path)
     json_path = files.write_json(report_id, report)
     html_path = files.write_html(report_id, lambda p: generate_html_report(report, p))
-    print(f"{args.dir}: {report.get('drift_summary', '')}")
-    print(f"severity: {report.get('overall_severity')}  "
-          f"drift: {report.get('overall_drift_detected')}  "
-          f"images: {report.get('current_image_count')}")
+    print(check_summary(str(args.dir), report))
     print(f"report: {json_path}\n        {html_path}")
     return EXIT_DRIFT if report.get("overall_drift_detected") else EXIT_OK
+
+
+def check_summary(folder: str, report: dict[str, Any]) -> str:
+    """The lines ``driftd check`` prints about ``report``: verdict, counts, largest changes."""
+    drifted = bool(report.get("overall_drift_detected"))
+    lines = [
+        f"{folder}: {'DRIFT' if drifted else 'no drift'} (severity "
+        f"{report.get('overall_severity')}), {report.get('current_image_count')} images "
+        f"against a baseline of {report.get('baseline_image_count')}",
+        f"  {report.get('drift_summary', '')}",
+    ]
+    tests = [t for section in ("pixel_distribution_drift", "confidence_drift",
+                               "class_distribution_drift")
+             for t in (report.get(section) or {}).get("tests") or []
+             if t.get("severity", "none") != "none"]
+    tests.sort(key=lambda t: -float(t.get("effect_size") or 0.0))
+    if tests:
+        lines.append("  largest changes: " + ", ".join(
+            f"{t['feature']} {t['severity']} (effect {float(t['effect_size']):.2f})"
+            for t in tests[:5]))
+    return "\n".join(lines)
 
 
 def _backfill(settings: Any, args: argparse.Namespace) -> int:
@@ -215,17 +342,35 @@ def _retry(settings: Any, args: argparse.Namespace) -> int:
 
 
 def _status(settings: Any, args: argparse.Namespace) -> int:
+    """A summary for people, or ``--json`` for scripts (whether or not stdout is a TTY: the
+    output does not change under a pipe, so a script never parses the summary by accident)."""
     from daemon.scheduler import status_report
+    from daemon.status import format_status
 
-    print(json.dumps(status_report(settings), indent=2, default=str))
+    status = status_report(settings)
+    print(json.dumps(status, indent=2, default=str) if args.json else format_status(status))
     return EXIT_OK
 
 
 def _config_check(settings: Any, args: argparse.Namespace) -> int:
-    from daemon.config import effective_config
+    from daemon.config import config_path, effective_config
+    from daemon.preflight import check_deployment, current_user, format_findings
 
-    print(json.dumps(effective_config(settings), indent=2, default=str))
-    print("configuration OK", file=sys.stderr)
+    source = config_path(args.config)
+    if not args.quiet:
+        print(json.dumps(effective_config(settings), indent=2, default=str))
+    findings = check_deployment(settings)
+    fatal, warnings = format_findings(findings, source)
+    if warnings:
+        print(warnings, file=sys.stderr)
+    if os.geteuid() == 0 and not args.quiet:
+        print("driftd: note: checked as root, who may read and write where the service user "
+              "cannot; under systemd the unit runs this check again as its own user before "
+              "every start (ExecStartPre=)", file=sys.stderr)
+    if fatal:
+        print(fatal, file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"configuration OK ({source}, checked as {current_user()})", file=sys.stderr)
     return EXIT_OK
 
 

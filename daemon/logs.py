@@ -5,6 +5,11 @@ Events are ``noun.past_verb``; the run binds ``run_id`` and ``partition`` with
 logger that reach the root handler — passes through a ``daemon.redact.Redactor`` holding the
 configured secrets before it is rendered. Library loggers that are noisy (or, like slack_sdk,
 known to log secrets) are also raised to WARNING.
+
+Where logs go: ``driftd run`` (the daemon) logs to stdout, the stream journald and process
+supervisors read (journald stores stdout and stderr alike, so the choice is about the
+terminal, not the journal). Every other command logs to stderr, so that what it prints on
+stdout — a table, a summary, ``--json`` — can be piped and parsed.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 import sys
 import threading
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, TextIO
 
 import structlog
 
@@ -27,24 +32,28 @@ def configure_logging(
     level: str = "info",
     fmt: Literal["auto", "json", "console"] = "auto",
     secrets: Iterable[str | None] = (),
+    stream: TextIO | None = None,
 ) -> Redactor:
-    """Route structlog and stdlib logging to stdout, as JSON lines or console text.
+    """Route structlog and stdlib logging to ``stream`` (default: stdout), as JSON lines or
+    console text.
 
-    ``auto`` renders for humans when stdout is a TTY and JSON lines otherwise (journald).
+    ``auto`` renders for humans when ``stream`` is a TTY and JSON lines otherwise (journald).
     ``secrets`` are masked in every line from every logger (see ``daemon.redact``); Python
     warnings and uncaught exceptions in threads are routed through the same path. Returns
     the redactor, for text printed outside logging (the CLI's error line on stderr).
     """
     redactor = Redactor(secrets)
+    out = stream if stream is not None else sys.stdout
     numeric = logging.getLevelName(level.upper())
-    console = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
+    tty = out.isatty()
+    console = fmt == "console" or (fmt == "auto" and tty)
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        structlog.dev.ConsoleRenderer(colors=tty)
         if console
         else structlog.processors.JSONRenderer()
     )
@@ -58,10 +67,10 @@ def configure_logging(
     structlog.configure(
         processors=[*shared, *finish],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[

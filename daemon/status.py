@@ -389,3 +389,78 @@ class FileStatusProvider:
                 result = (False, type(err).__name__)
             self._ping = (now, *result)
             return result
+
+
+_SECTION_NAMES = {
+    "pixel_distribution_drift": "image properties",
+    "confidence_drift": "model confidence",
+    "class_distribution_drift": "predicted classes",
+    "data_quality": "data quality",
+}
+
+
+def format_status(status: Mapping[str, Any]) -> str:
+    """``driftd status`` for a person: the latest verdict, the store, recent and failed nights.
+
+    ``status`` is what ``daemon.scheduler.status_report`` returns (the ``--json`` output);
+    every part of it is optional here, so an older or partial status still prints.
+    """
+    lines: list[str] = []
+    latest = status.get("latest") or {}
+    if not latest or latest.get("status") == "no_reports":
+        lines.append("latest night: no report yet (the daemon has not finished a night)")
+    else:
+        report_id = str(latest.get("report_id") or "?")
+        night = (f"{report_id[:4]}-{report_id[4:6]}-{report_id[6:]}"
+                 if DATE_ID_RE.fullmatch(report_id) else report_id)
+        verdict = "DRIFT" if latest.get("drift_detected") else "no drift"
+        lines.append(f"latest night: {night}  {verdict} (severity {latest.get('severity_level')})")
+        if latest.get("drift_summary"):
+            lines.append(f"  {latest['drift_summary']}")
+        metrics = latest.get("metrics") or {}
+        lines.append(
+            f"  images {latest.get('images_analyzed', '?')} (baseline "
+            f"{latest.get('baseline_images', '?')}) · pixel mean shift "
+            f"{_number(metrics.get('pixel_mean_shift'))} · confidence shift "
+            f"{_number(metrics.get('confidence_shift'), signed=True)} · class distance "
+            f"{_number(metrics.get('class_drift_distance'))}")
+        sections = latest.get("section_severity") or {}
+        if sections:
+            lines.append("  " + " · ".join(f"{_SECTION_NAMES.get(k, k)} {v}"
+                                           for k, v in sections.items()))
+    store = status.get("store") or {}
+    if store:
+        if store.get("last_error"):
+            health = (f"DOWN since {_when(store.get('last_error_at'))}: {store['last_error']}")
+        elif store.get("last_ok_at"):
+            health = f"ok, last write {_when(store.get('last_ok_at'))}"
+        else:
+            health = "no write yet"
+        pending = store.get("pending_writes") or 0
+        waiting = f"; {pending} night(s) waiting to be written" if pending else ""
+        lines.append(f"metric store: {store.get('url', '?')}  {health}{waiting}")
+    recent = status.get("recent_runs") or []
+    lines.append("recent nights:" if recent else "recent nights: none processed yet")
+    for run in recent:
+        lines.append(f"  {run.get('partition')}  {run.get('status', '?'):7}  "
+                     f"{run.get('severity') or '-':6}  attempts {run.get('attempts', '?')}")
+    failed = status.get("failed") or []
+    if failed:
+        lines.append("failed nights:")
+        for item in failed:
+            state = "given up" if item.get("gave_up") else "will be retried"
+            lines.append(f"  {item.get('partition')}  {state} after {item.get('attempts')} "
+                         f"attempt(s): {item.get('error') or 'unknown error'}")
+    return "\n".join(lines)
+
+
+def _number(value: object, signed: bool = False) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "—"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _when(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M %Z").strip()
+    return str(value) if value else "?"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 pytest_plugins = [
+    "tests.fixtures.system",
     "tests.fixtures.images",
     "tests.fixtures.postgres",
     "tests.fixtures.servers",

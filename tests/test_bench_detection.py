@@ -1,4 +1,8 @@
-"""Smoke tests of bench/detection.py: its shifts, reference detectors and summary."""
+"""Smoke tests of bench/detection.py: its shifts, reference detectors and summary.
+
+The tests that use real images need Debian's ``dataset-fashion-mnist``; without it they skip
+with the install command (tests/fixtures/system.py) and the others still run.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.fixtures import system
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "detection.py"
 _spec = importlib.util.spec_from_file_location("bench_detection", BENCH)
@@ -21,7 +27,8 @@ image_sources = sys.modules["image_sources"]
 
 @pytest.fixture(scope="module")
 def pools() -> object:
-    return image_sources.load_pools()
+    """The colourised Fashion-MNIST pools (skips the test when the data set is missing)."""
+    return image_sources.load_pools(Path(system.require("fashion-mnist")))
 
 
 def test_pools_are_disjoint_colour_images(pools: object) -> None:

@@ -1,9 +1,13 @@
-"""Render a drift report JSON to a PNG with headless Chromium, offline.
+"""Render a drift report JSON (or a report page) to a PNG with headless Chromium, offline.
 
-    python tools/report_screenshot.py monitor_report_20261126.json docs/report-screenshot.png \
+    python tools/report_screenshot.py monitor_report_20261126.json docs/report-example.png \
         [--width 1280] [--history history.json] [--html keep.html]
+    python tools/report_screenshot.py var/reports/monitor_report_20261126.html \
+        docs/report-example-phone.png --width 390
 
-The report is rendered with ``analyzer.html.render_html_report`` to a temporary file, opened
+A ``.json`` report is rendered with ``analyzer.html.render_html_report`` to a temporary file;
+an ``.html`` page (as the daemon wrote it, with its trend of previous nights) is used as is.
+The page is opened
 in headless Chromium over the DevTools protocol (a websocket on 127.0.0.1, via the
 ``websocket-client`` package), and captured as a full-page screenshot. The command fails when
 the page logs a console error or requests anything but itself and ``data:`` URIs.
@@ -245,17 +249,23 @@ def main(argv: list[str] | None = None) -> int:
     from analyzer.html import generate_html_report
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("report", type=Path, help="drift report JSON (DriftReport.to_dict())")
+    parser.add_argument("report", type=Path,
+                        help="drift report JSON (DriftReport.to_dict()), or a report .html")
     parser.add_argument("png", type=Path, help="where to write the screenshot")
     parser.add_argument("--width", type=int, default=1280, help="viewport width in CSS px")
     parser.add_argument("--history", type=Path, help="JSON list of trend points")
     parser.add_argument("--html", type=Path, help="also keep the rendered HTML here")
     args = parser.parse_args(argv)
 
-    report = json.loads(args.report.read_text(encoding="utf-8"))
-    history = json.loads(args.history.read_text(encoding="utf-8")) if args.history else None
     with tempfile.TemporaryDirectory(prefix="driftd-report-") as tmp:
-        html = generate_html_report(report, args.html or Path(tmp) / "report.html", history)
+        if args.report.suffix == ".html":
+            html = args.report
+        else:
+            report = json.loads(args.report.read_text(encoding="utf-8"))
+            history = (json.loads(args.history.read_text(encoding="utf-8")) if args.history
+                       else None)
+            html = generate_html_report(report, args.html or Path(tmp) / "report.html",
+                                        history)
         html_kib = html.stat().st_size / 1024
         with HeadlessChromium() as browser:
             page = browser.load(html, width=args.width)

@@ -19,6 +19,14 @@ from typing import Any
 ADVISORY_LOCK_KEY = 0x6472696674_64
 """``pg_advisory_xact_lock`` key that serialises driftd migrators ("driftd" in ASCII)."""
 
+BOOLEAN_CAST_SQL = (
+    "CREATE CAST (boolean AS double precision) "
+    "WITH FUNCTION driftd_bool_to_float8(boolean) AS ASSIGNMENT"
+)
+"""What a PostgreSQL superuser runs once in driftd's database (after driftd's first start)
+when driftd's own role could not create the cast: then a boolean, such as the seed's
+``drift_detected``, can be inserted into ``monitoring_metrics.value`` (true = 1, false = 0)."""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -79,6 +87,69 @@ POSTGRES: tuple[Migration, ...] = (
             "CREATE INDEX monitor_reports_night_at ON monitor_reports (night_at)",
         ),
     ),
+    Migration(
+        3,
+        "seed compatibility: defaults for external metric rows, booleans, model_metrics view",
+        (
+            # The seed's TimescaleDB snippet inserts (timestamp, metric_name, value) only.
+            "ALTER TABLE monitoring_metrics ALTER COLUMN run_id SET DEFAULT 'external'",
+            # A column default cannot read another column: the night is the row's date (in
+            # the session's time zone), set before the NOT NULL check runs.
+            """CREATE FUNCTION driftd_metric_defaults() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.partition_date IS NULL THEN
+                        NEW.partition_date := NEW."timestamp"::date;
+                    END IF;
+                    RETURN NEW;
+                END $$""",
+            "CREATE TRIGGER monitoring_metrics_defaults BEFORE INSERT ON monitoring_metrics "
+            "FOR EACH ROW EXECUTE FUNCTION driftd_metric_defaults()",
+            "CREATE FUNCTION driftd_bool_to_float8(boolean) RETURNS double precision "
+            "LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE "
+            "AS 'SELECT CASE WHEN $1 THEN 1.0::float8 ELSE 0.0::float8 END'",
+            # The seed passes drift_detected as a Python bool. The parser coerces each VALUES
+            # row to the column type before any trigger runs, and PostgreSQL has no boolean →
+            # double precision cast, so only an assignment cast makes that row insertable.
+            # Creating one needs the owner of one of the two types (a superuser); where the
+            # migrating role is not, the rest of this migration still applies and an admin
+            # runs BOOLEAN_CAST_SQL once (README, "Storage, dashboards and alerts").
+            """DO $$
+                BEGIN
+                    IF NOT EXISTS (SELECT 1 FROM pg_cast
+                                   WHERE castsource = 'boolean'::regtype
+                                     AND casttarget = 'double precision'::regtype) THEN
+                        CREATE CAST (boolean AS double precision)
+                            WITH FUNCTION driftd_bool_to_float8(boolean) AS ASSIGNMENT;
+                    END IF;
+                EXCEPTION WHEN insufficient_privilege THEN
+                    RAISE NOTICE 'driftd: boolean metric values need a superuser to run: %',
+                        'CREATE CAST (boolean AS double precision) WITH FUNCTION '
+                        'driftd_bool_to_float8(boolean) AS ASSIGNMENT';
+                END $$""",
+            # The seed's Grafana panel reads `SELECT time, confidence FROM model_metrics`:
+            # one row per stored night, at the night's time (as its metric rows).
+            """CREATE VIEW model_metrics AS
+                SELECT night_at AS time,
+                       partition_date,
+                       report_id,
+                       CASE WHEN report -> 'confidence_drift' ->> 'available' = 'false' THEN NULL
+                            ELSE (report -> 'confidence_drift'
+                                  ->> 'current_mean_confidence')::double precision
+                       END AS confidence,
+                       CASE WHEN report -> 'confidence_drift' ->> 'available' = 'false' THEN NULL
+                            ELSE (report -> 'confidence_drift'
+                                  ->> 'baseline_mean_confidence')::double precision
+                       END AS baseline_confidence,
+                       CASE WHEN report -> 'confidence_drift' ->> 'available' = 'false' THEN NULL
+                            ELSE (report -> 'confidence_drift'
+                                  ->> 'mean_confidence_shift')::double precision
+                       END AS confidence_shift,
+                       severity,
+                       drift_detected
+                FROM monitor_reports""",
+        ),
+    ),
 )
 
 SQLITE: tuple[Migration, ...] = (
@@ -127,6 +198,33 @@ SQLITE: tuple[Migration, ...] = (
             "ALTER TABLE monitor_reports ADD COLUMN night_at TEXT",
             "UPDATE monitor_reports SET night_at = partition_date || 'T00:00:00+00:00'",
             "CREATE INDEX monitor_reports_night_at ON monitor_reports (night_at)",
+        ),
+    ),
+    Migration(
+        3,
+        "model_metrics view (the seed's Grafana query)",
+        (
+            # The seed's INSERT is psycopg2 code for TimescaleDB; SQLite keeps its strict
+            # columns (relaxing them would mean rebuilding the table) and gets the view.
+            """CREATE VIEW model_metrics AS
+                SELECT night_at AS time,
+                       partition_date,
+                       report_id,
+                       CASE WHEN json_extract(report, '$.confidence_drift.available') = 0
+                            THEN NULL
+                            ELSE json_extract(report, '$.confidence_drift.current_mean_confidence')
+                       END AS confidence,
+                       CASE WHEN json_extract(report, '$.confidence_drift.available') = 0
+                            THEN NULL
+                            ELSE json_extract(report, '$.confidence_drift.baseline_mean_confidence')
+                       END AS baseline_confidence,
+                       CASE WHEN json_extract(report, '$.confidence_drift.available') = 0
+                            THEN NULL
+                            ELSE json_extract(report, '$.confidence_drift.mean_confidence_shift')
+                       END AS confidence_shift,
+                       severity,
+                       drift_detected
+                FROM monitor_reports""",
         ),
     ),
 )

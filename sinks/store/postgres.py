@@ -119,8 +119,11 @@ class PostgresStore:
         with self._ready(f"write the night of {night.partition}") as conn:
             try:
                 with conn.cursor() as cur:
+                    # Rows other writers inserted (the seed's snippet: run_id 'external',
+                    # migration 2) are theirs; a rerun replaces only driftd's own.
                     cur.execute(
-                        "DELETE FROM monitoring_metrics WHERE partition_date = %s",
+                        "DELETE FROM monitoring_metrics WHERE partition_date = %s "
+                        "AND run_id <> 'external'",
                         (night.partition,),
                     )
                     psycopg2.extras.execute_values(

@@ -2,34 +2,35 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from analyzer.html import generate_html_report
 from tests.analyzer.test_html import make_history, make_report
-from tools.report_screenshot import BrowserError, HeadlessChromium, find_chromium
-
-pytestmark = pytest.mark.skipif(
-    find_chromium() is None,
-    reason="chromium not installed (Debian: apt-get install chromium); CI installs it",
-)
+from tests.fixtures import system
+from tools.report_screenshot import BrowserError, HeadlessChromium
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[HeadlessChromium]:
-    """One headless Chromium shared by this module's tests (a fresh profile in a temp dir)."""
+    """One headless Chromium shared by this module's tests (a fresh profile in a temp dir);
+    skips them, with the install command, where Chromium is missing."""
+    binary = system.require("chromium")
     try:
-        with HeadlessChromium(timeout=60) as chromium:
+        with HeadlessChromium(binary, timeout=60) as chromium:
             yield chromium
     except BrowserError as err:  # pragma: no cover - depends on the machine
-        pytest.skip(f"chromium is installed but could not be started: {err}")
+        system.missing("chromium", f"chromium is installed but could not be started: {err}")
 
 
 def _check_page(browser: HeadlessChromium, html: Path, width: int, shot: Path) -> str:
@@ -119,3 +120,84 @@ def test_real_analyzer_report_renders(browser: HeadlessChromium, tmp_path: Path)
     text = browser.evaluate("document.body.innerText")
     assert "brightness" in text
     assert browser.evaluate("document.querySelectorAll('.thumb img').length") > 0
+
+
+def _charts_as_shown(browser: HeadlessChromium) -> list[dict[str, Any]]:
+    """Each chart image: the drawing the page chose, its shown width and its panel's
+    content width (CSS px)."""
+    shown: list[dict[str, Any]] = browser.evaluate("""
+        [...document.querySelectorAll('figure img')].map(img => {
+          const panel = img.closest('.panel');
+          const style = getComputedStyle(panel);
+          return {src: img.currentSrc, width: img.getBoundingClientRect().width,
+                  column: panel.clientWidth - parseFloat(style.paddingLeft)
+                          - parseFloat(style.paddingRight)};
+        })""")
+    return shown
+
+
+def _smallest_text_px(chart: dict[str, Any]) -> float:
+    """The smallest font in the chart's SVG as shown: its size in SVG units × shown scale."""
+    svg = base64.b64decode(chart["src"].split(",", 1)[1]).decode("utf-8")
+    view_width = float(re.search(r'viewBox="0 0 ([\d.]+)', svg).group(1))  # type: ignore[union-attr]
+    smallest = min(float(s) for s in re.findall(r"font-size: ([\d.]+)px", svg))
+    return smallest * chart["width"] / view_width
+
+
+@pytest.fixture(scope="module")
+def real_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A page from a real analyzer run (the demo model on a darkened, noisy night of the
+    bundled Fashion-MNIST images), with a trend of previous nights."""
+    dataset = pytest.importorskip("analyzer.dataset")
+    from PIL import Image, ImageFilter
+
+    root = tmp_path_factory.mktemp("real")
+    images = sorted((Path(__file__).parents[2] / "daemon" / "demo" / "images").glob("*.png"))
+    (root / "baseline").mkdir()
+    (root / "20261126").mkdir()
+    for i, path in enumerate(images[:300]):
+        Image.open(path).save(root / "baseline" / path.name)
+        if i < 120:
+            night = Image.open(images[300 + i]).point(lambda v: int(v * 0.6))
+            night.filter(ImageFilter.GaussianBlur(1)).save(root / "20261126" / path.name)
+    model = Path(__file__).parents[2] / "models" / "demo_classifier.tflite"
+    now = datetime(2026, 11, 26, 1, 15, tzinfo=timezone.utc)
+    baseline = dataset.DatasetAnalyzer(root / "baseline", model_path=model, now=now,
+                                       workers=1, progress="off").analyze()
+    report = dataset.DatasetAnalyzer(root / "20261126", model_path=model, now=now,
+                                     report_id="20261126", workers=1,
+                                     progress="off").detect_drift(baseline)
+    return generate_html_report(report, root / "report.html", history=make_history())
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_chart_text_is_readable_where_shown(browser: HeadlessChromium, real_report: Path,
+                                            tmp_path: Path, width: int) -> None:
+    """No chart text is shown smaller than 11 px, on a laptop or a phone (it was ~7 px)."""
+    assert _check_page(browser, real_report, width, tmp_path / "shot.png") == "Drift detected"
+    charts = _charts_as_shown(browser)
+    assert len(charts) >= 4
+    smallest = min(_smallest_text_px(c) for c in charts)
+    assert smallest >= 11, f"{smallest:.1f} px at {width} px"
+
+
+def test_charts_use_the_width_of_the_page_at_1280(browser: HeadlessChromium,
+                                                  real_report: Path, tmp_path: Path) -> None:
+    """At 1280 px each chart spans its section's column (they took half of it before)."""
+    _check_page(browser, real_report, 1280, tmp_path / "shot.png")
+    for chart in _charts_as_shown(browser):
+        assert chart["width"] >= 0.95 * chart["column"], chart["width"]
+        assert chart["column"] > 900
+
+
+def test_tables_fit_a_phone_without_sideways_scrolling(browser: HeadlessChromium,
+                                                       real_report: Path,
+                                                       tmp_path: Path) -> None:
+    """At 390 px neither the page nor any table scrolls sideways: test rows become cards."""
+    _check_page(browser, real_report, 390, tmp_path / "shot.png")
+    assert browser.evaluate("document.documentElement.scrollWidth") <= 390
+    overflowing = browser.evaluate(
+        "[...document.querySelectorAll('.table-wrap')]"
+        ".filter(w => w.scrollWidth > w.clientWidth + 1).length")
+    assert browser.evaluate("document.querySelectorAll('.table-wrap').length") >= 3
+    assert overflowing == 0

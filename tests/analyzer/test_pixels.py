@@ -6,17 +6,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
-import sysconfig
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from analyzer import pixels
+from tests.fixtures import system
 
-needs_kernel = pytest.mark.skipif(pixels.KERNEL != "compiled",
-                                  reason="the compiled pixel kernel is not built here")
+needs_kernel = pytest.mark.skipif(
+    pixels.KERNEL != "compiled",
+    reason="the compiled pixel kernel is not built here: "
+           f"`{system.PARTS['c-compiler'].hint}`, then `pip install -e .` again")
 
 
 def _assert_same(a: pixels.PixelSums, b: pixels.PixelSums) -> None:
@@ -97,9 +98,9 @@ def test_a_declining_kernel_leaves_the_image_to_numpy() -> None:
 def test_kernel_is_built_where_a_compiler_is() -> None:
     """``pip install`` compiles the kernel when a C compiler is present; where one is, a
     missing kernel means the build failed silently (it is optional, so pip goes on)."""
-    compiler = str(sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(compiler) is None and shutil.which("cc") is None:
-        pytest.skip("no C compiler here: the numpy implementation is the one in use")
+    if system.find("c-compiler") is None:
+        system.missing("c-compiler", "no C compiler here: the numpy implementation is the "
+                       "one in use")
     if os.environ.get("DRIFTD_PIXEL_KERNEL", "").strip().lower() == "numpy":
         pytest.skip("DRIFTD_PIXEL_KERNEL=numpy asks for the numpy implementation")
     assert pixels.KERNEL == "compiled", (
