@@ -12,4 +12,4 @@ for v in ${@:-lite0 lite1 lite2}; do
   onnx2tf -i efficientnet_${v}_sim.onnx -o sm_$v -osd > onnx2tf_$v.log 2>&1   # ONNX NCHW -> TF SavedModel NHWC
   python $S/convert_tflite.py sm_$v $size $R/models/efficientnet_$v ${CALIB_DIR:-} > conv_$v.log 2>&1  # -> .tflite x2
 done
-python $S/check_tflite.py $R/models/*.tflite 2>&1 | grep -E '^(==|  )'
+python $S/check_tflite.py $R/models/imagenet1k_labels.txt $R/models/*.tflite

