@@ -105,7 +105,7 @@ class TestUnreadableFolder:
         assert _failure_titles(d) == [expected]
         assert d.emails() == [expected]
         assert [a for a, _ in d.pagerduty_events()] == ["trigger"]
-        status = json.loads(driftd(d, "status").stdout)
+        status = json.loads(driftd(d, "status", "--json").stdout)
         assert [(f["partition"], f["attempts"], f["gave_up"]) for f in status["failed"]] == [
             (D2.isoformat(), 3, True)]
 
@@ -142,7 +142,7 @@ class TestLockedTable:
             assert _named(locked.stdout, "store.write_failed")
             assert d.report(D2)["overall_severity"] == "high"
             assert d.slack_alerts() == [title("high", D2)]
-            status = json.loads(driftd(d, "status").stdout)
+            status = json.loads(driftd(d, "status", "--json").stdout)
             assert status["store"]["pending_writes"] == 1
             error_at = datetime.fromisoformat(status["store"]["last_error_at"])
             analysed = datetime.fromisoformat(
@@ -160,7 +160,7 @@ class TestLockedTable:
         assert d.stored_nights() == [(D1, "none"), (D2, "high"), (D3, "none")]
         assert d.duplicate_metric_rows() == []
         assert d.slack_alerts() == [title("high", D2), title("resolve", D3)]
-        assert json.loads(driftd(d, "status").stdout)["store"]["pending_writes"] == 0
+        assert json.loads(driftd(d, "status", "--json").stdout)["store"]["pending_writes"] == 0
 
 
 # ---- run-level faults --------------------------------------------------------------------------
@@ -255,7 +255,7 @@ class TestRunLevelFaults:
         today = datetime.now(timezone.utc).date().isoformat()
         assert _failure_titles(d) == [f"Monitoring Halted - driftd {today}"]
         assert d.emails() == _failure_titles(d)
-        status = json.loads(driftd(d, "status", **env).stdout)
+        status = json.loads(driftd(d, "status", "--json", **env).stdout)
         assert status["failed"] == [] and status["recent_runs"] == []
         fixed = driftd(d, "run", "--once", **fix())
         assert fixed.returncode == 0, fixed.stderr
