@@ -1,16 +1,18 @@
 """Two-sample tests on many dimensions at once (the model's reduced embeddings).
 
-Two tests, both with an exact permutation p-value (so they join driftd's Holm family like the
+Every test here has an exact permutation p-value (so it joins driftd's Holm family like the
 other tests) and a seed drawn from the data (a rerun of a night gives the same p-value):
 
 * ``mmd_test``: the kernel maximum mean discrepancy (Gretton et al. 2012) with a Gaussian
-  kernel whose bandwidth is the median heuristic on the *baseline* rows alone;
+  kernel whose bandwidth is the median heuristic;
 * ``classifier_test``: a domain classifier (Lopez-Paz & Oquab 2017): a ridge-regularised
   linear classifier learns to tell baseline from current rows, scored by its cross-validated
   (held-out) AUC. Its held-out scores are linear in the labels, so every permuted labelling is
-  refitted exactly for the price of matrix products: the null is the full procedure's.
+  refitted exactly for the price of matrix products: the null is the full procedure's;
+* ``embedding_test``: both on the same permutations, combined by their smaller p-value: the
+  test driftd runs (MMD's power, the classifier's readable effect size).
 
-Both take the projected embeddings (``analyzer.projection.project``) of each side and map the
+All take the projected embeddings (``analyzer.projection.project``) of each side and map the
 pooled rows onto their principal axes, whitened (``analyzer.projection.Basis``; ``whiten=False``
 skips it). Every data-dependent choice — the basis, the kernel bandwidth, the folds — is a
 function of the pooled rows, the same for every relabelling, which is what keeps the
@@ -20,15 +22,16 @@ Cost is bounded: each side is cut to ``max_rows`` rows (default 1,000) by a rand
 seeded from the data, before anything else, and the result says how many rows were used
 (``baseline_used``/``current_used``). The MMD costs O(N² · permutations) for N = the rows used
 (about 0.4 s for 1,000 + 500 rows and 999 permutations on one core); the classifier
-O(N · d · permutations) (about 0.6 s). Both run their linear algebra on one BLAS thread:
-on a shared machine, OpenBLAS's spinning threads made them 2-25× slower, not faster.
+O(N · d · permutations) (about 0.6 s); the combined test the sum. They run their linear
+algebra on one BLAS thread: on a shared machine, OpenBLAS's spinning threads made them
+2-25× slower, not faster.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +46,11 @@ FloatArray = npt.NDArray[np.float64]
 MAX_ROWS = 1000
 #: Permutation draws: p-values resolve to 1/2000, small enough for Holm over ~40 tests.
 PERMUTATIONS = 1999
+#: Folds of the domain classifier's cross-fitting.
+FOLDS = 5
+#: Ridge penalty per training row, on whitened inputs (1: strong shrinkage towards the
+#: difference of means; 0.01 did no better in ``bench/embedding_arms.py``).
+RIDGE = 1.0
 #: Permuted labellings processed together (bounds memory at N × this many values).
 _CHUNK = 256
 
@@ -54,7 +62,8 @@ class MultiSample:
     ``effect_size_kind``: ``mmd2`` (the unbiased squared MMD less its permutation mean; 0
     when the samples are alike, at most 2) or ``auc_above_chance`` (held-out AUC less its
     permutation mean; 0..0.5: the chance that a current row scores above a baseline row, less
-    one half). ``subsampled`` is true when either side was cut to ``max_rows``.
+    one half). ``subsampled`` is true when either side was cut to ``max_rows``; ``parts``
+    holds the component statistics of a combined test.
     """
 
     test: str
@@ -67,6 +76,7 @@ class MultiSample:
     baseline_used: int
     current_used: int
     permutations: int
+    parts: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def subsampled(self) -> bool:
@@ -133,93 +143,41 @@ def median_bandwidth(sq: FloatArray) -> float:
     return float(positive.mean()) if positive.size else 1.0
 
 
-@threadpool_limits.wrap(limits=1, user_api="blas")
-def mmd_test(base: npt.ArrayLike, cur: npt.ArrayLike, permutations: int = PERMUTATIONS,
-             max_rows: int = MAX_ROWS, bandwidths: Sequence[float] = (1.0,),
-             whiten: bool = True) -> MultiSample:
-    """Kernel two-sample test: unbiased squared MMD with a permutation p-value.
+def _mmd_draws(b: FloatArray, c: FloatArray, labels: npt.NDArray[np.bool_]) -> FloatArray:
+    """The unbiased squared MMD of every labelling (column of ``labels``) of the rows.
 
-    Kernel ``k(x, y) = exp(-|x - y|² / (2 · f · m))`` with ``m`` the median squared distance
-    between pooled rows (the median heuristic; taken over the pooled rows rather than the
-    baseline's so that it is the same for every relabelling) and ``f`` each factor in
-    ``bandwidths``. With several
-    bandwidths the statistics are combined by their smallest p-value, whose null
-    distribution comes from the same permutations (as in MMDAgg, Schrab et al. 2023), so the
-    p-value stays exact. The effect is the squared MMD at the first bandwidth less its
-    permutation mean, floored at 0.
-
-    Raises ``ValueError`` when the samples' widths differ; fewer than 2 rows on a side gives
-    p = 1 and effect 0.
+    Gaussian kernel with the median heuristic over the pooled rows (the same for every
+    labelling). Per labelling only two sums over the kernel matrix change, so all of them
+    come from one product of the kernel with the label matrix.
     """
-    b, c, n_base, n_cur, rng = _prepare(base, cur, max_rows, "mmd", whiten)
     nb, nc = len(b), len(c)
-    if nb < 2 or nc < 2:
-        return MultiSample("mmd", 0.0, 1.0, 0.0, "mmd2", n_base, n_cur, nb, nc, 0)
     sq = _squared_distances(np.vstack([b, c]))
-    med = median_bandwidth(sq)
-    labels = _labellings(rng, nb, nc, permutations)
-    values = []
-    for factor in bandwidths:
-        kernel = np.exp(-sq / (2.0 * factor * med)).astype(np.float32)
-        row_sums = kernel.sum(axis=1, dtype=np.float64)
-        grand = float(row_sums.sum())
-        mmd = np.empty(labels.shape[1])
-        for start in range(0, labels.shape[1], _CHUNK):
-            v = labels[:, start : start + _CHUNK].astype(np.float32)
-            cc = (v * (kernel @ v)).sum(axis=0, dtype=np.float64)  # Σ over current pairs
-            cr = row_sums @ v  # Σ_i∈current Σ_j k(i, j)
-            bc = cr - cc
-            bb = grand - 2.0 * cr + cc
-            # The kernel's diagonal is 1: drop it from the within-sample sums (unbiased form).
-            mmd[start : start + _CHUNK] = ((bb - nb) / (nb * (nb - 1)) + (cc - nc) / (nc * (nc - 1))
-                                           - 2.0 * bc / (nb * nc))
-        values.append(mmd)
-    if len(values) == 1:
-        p_value = _p_upper(values[0])
-    else:
-        smallest = _all_upper_p(values).min(axis=0)
-        p_value = float(np.count_nonzero(smallest <= smallest[0] * (1 + 1e-12))) / smallest.size
-    effect = max(0.0, float(values[0][0] - values[0][1:].mean()))
-    return MultiSample("mmd", float(values[0][0]), p_value, effect, "mmd2", n_base, n_cur,
-                       nb, nc, permutations)
+    kernel = np.exp(-sq / (2.0 * median_bandwidth(sq))).astype(np.float32)
+    row_sums = kernel.sum(axis=1, dtype=np.float64)
+    grand = float(row_sums.sum())
+    mmd = np.empty(labels.shape[1])
+    for start in range(0, labels.shape[1], _CHUNK):
+        v = labels[:, start : start + _CHUNK].astype(np.float32)
+        cc = (v * (kernel @ v)).sum(axis=0, dtype=np.float64)  # Σ over current pairs
+        cr = row_sums @ v  # Σ_i∈current Σ_j k(i, j)
+        bc = cr - cc
+        bb = grand - 2.0 * cr + cc
+        # The kernel's diagonal is 1: drop it from the within-sample sums (unbiased form).
+        mmd[start : start + _CHUNK] = ((bb - nb) / (nb * (nb - 1)) + (cc - nc) / (nc * (nc - 1))
+                                       - 2.0 * bc / (nb * nc))
+    return mmd
 
 
-def _all_upper_p(values: Sequence[FloatArray]) -> FloatArray:
-    """Each draw's upper-tail p-value among its own statistic's draws, per statistic."""
-    out = []
-    for v in values:
-        ordered = np.sort(v)
-        at_least = ordered.size - np.searchsorted(ordered, v - 1e-12 * np.abs(v), "left")
-        out.append(at_least / ordered.size)
-    return np.array(out)
+def _auc_draws(b: FloatArray, c: FloatArray, labels: npt.NDArray[np.bool_],
+               rng: np.random.Generator, folds: int, ridge: float) -> FloatArray:
+    """The held-out AUC of the ridge domain classifier for every labelling of the rows.
 
-
-@threadpool_limits.wrap(limits=1, user_api="blas")
-def classifier_test(base: npt.ArrayLike, cur: npt.ArrayLike, permutations: int = PERMUTATIONS,
-                    max_rows: int = MAX_ROWS, folds: int = 5, ridge: float = 1.0,
-                    quadratic: bool = False, whiten: bool = True) -> MultiSample:
-    """Domain-classifier test: cross-validated AUC of a ridge classifier, permutation p-value.
-
-    Rows are split into ``folds`` folds (seeded from the data); for each fold a ridge
-    regression of the current-side indicator on the other folds' rows (centred; penalty
-    ``ridge`` × their row count, on whitened inputs a shrinkage towards the difference of
-    means) scores the fold's rows. The statistic is the AUC of all held-out scores. With
-    ``quadratic`` the squares of the inputs are added as features (sees changes of spread).
-    The same folds and fits are applied to every permuted labelling, so the p-value is exact.
-
-    Raises ``ValueError`` when the samples' widths differ; fewer than ``folds`` rows on a side
-    gives p = 1 and effect 0.
+    The fold assignment is drawn once from ``rng`` and shared by every labelling; the
+    held-out scores are linear in the labels, so one solve per fold serves them all.
     """
-    b, c, n_base, n_cur, rng = _prepare(base, cur, max_rows, "classifier", whiten)
     nb, nc = len(b), len(c)
-    kind = "auc_above_chance"
-    if nb < folds or nc < folds:
-        return MultiSample("classifier", 0.5, 1.0, 0.0, kind, n_base, n_cur, nb, nc, 0)
     x = np.vstack([b, c])
-    if quadratic:
-        x = np.hstack([x, x * x])
     total, width = x.shape
-    labels = _labellings(rng, nb, nc, permutations)
     assignment = rng.permutation(total) % folds
     y = labels.astype(np.float64)
     scores = np.empty(labels.shape, dtype=np.float64)
@@ -233,10 +191,102 @@ def classifier_test(base: npt.ArrayLike, cur: npt.ArrayLike, permutations: int =
         weights = np.zeros((width, total))
         weights[:, train] = np.linalg.solve(gram, xt.T)
         scores[held] = (x[held] - centre) @ (weights @ y)
-    auc = (_positive_rank_sums(scores, labels) - nc * (nc + 1) / 2.0) / (nb * nc)
+    return (_positive_rank_sums(scores, labels) - nc * (nc + 1) / 2.0) / (nb * nc)
+
+
+@threadpool_limits.wrap(limits=1, user_api="blas")
+def mmd_test(base: npt.ArrayLike, cur: npt.ArrayLike, permutations: int = PERMUTATIONS,
+             max_rows: int = MAX_ROWS, whiten: bool = True) -> MultiSample:
+    """Kernel two-sample test: unbiased squared MMD with a permutation p-value.
+
+    Kernel ``k(x, y) = exp(-|x - y|² / (2m))`` with ``m`` the median squared distance between
+    pooled rows (the median heuristic; over the pooled rows rather than the baseline's so
+    that it is the same for every relabelling). The effect is the squared MMD less its
+    permutation mean, floored at 0 (``mmd2``; small numbers: ~0.001-0.03 for the shifts of
+    ``bench/embedding_arms.py``).
+
+    Raises ``ValueError`` when the samples' widths differ; fewer than 2 rows on a side gives
+    p = 1 and effect 0.
+    """
+    b, c, n_base, n_cur, rng = _prepare(base, cur, max_rows, "mmd", whiten)
+    nb, nc = len(b), len(c)
+    if nb < 2 or nc < 2:
+        return MultiSample("mmd", 0.0, 1.0, 0.0, "mmd2", n_base, n_cur, nb, nc, 0)
+    mmd = _mmd_draws(b, c, _labellings(rng, nb, nc, permutations))
+    effect = max(0.0, float(mmd[0] - mmd[1:].mean()))
+    return MultiSample("mmd", float(mmd[0]), _p_upper(mmd), effect, "mmd2", n_base, n_cur,
+                       nb, nc, permutations)
+
+
+@threadpool_limits.wrap(limits=1, user_api="blas")
+def classifier_test(base: npt.ArrayLike, cur: npt.ArrayLike, permutations: int = PERMUTATIONS,
+                    max_rows: int = MAX_ROWS, folds: int = FOLDS, ridge: float = RIDGE,
+                    whiten: bool = True) -> MultiSample:
+    """Domain-classifier test: cross-validated AUC of a ridge classifier, permutation p-value.
+
+    Rows are split into ``folds`` folds (seeded from the data); for each fold a ridge
+    regression of the current-side indicator on the other folds' rows (centred; penalty
+    ``ridge`` × their row count, on whitened inputs a shrinkage towards the difference of
+    means) scores the fold's rows. The statistic is the AUC of all held-out scores; the same
+    folds and fits are applied to every permuted labelling, so the p-value is exact.
+
+    Raises ``ValueError`` when the samples' widths differ; fewer than ``folds`` rows on a side
+    gives p = 1 and effect 0.
+    """
+    b, c, n_base, n_cur, rng = _prepare(base, cur, max_rows, "classifier", whiten)
+    nb, nc = len(b), len(c)
+    kind = "auc_above_chance"
+    if nb < folds or nc < folds:
+        return MultiSample("classifier", 0.5, 1.0, 0.0, kind, n_base, n_cur, nb, nc, 0)
+    auc = _auc_draws(b, c, _labellings(rng, nb, nc, permutations), rng, folds, ridge)
     effect = max(0.0, float(auc[0] - auc[1:].mean()))
     return MultiSample("classifier", float(auc[0]), _p_upper(auc), effect, kind, n_base, n_cur,
                        nb, nc, permutations)
+
+
+@threadpool_limits.wrap(limits=1, user_api="blas")
+def embedding_test(base: npt.ArrayLike, cur: npt.ArrayLike, permutations: int = PERMUTATIONS,
+                   max_rows: int = MAX_ROWS) -> MultiSample:
+    """The embedding drift test: MMD and the domain classifier on the same permutations.
+
+    Both statistics are computed for the observed and every permuted labelling; the
+    combined statistic is their smaller p-value (Tippett's combination, Pesarin 2001), whose
+    null distribution comes from the same draws, so the combined p-value is exact. The MMD
+    brings the power (it was the strongest single arm of ``bench/embedding_arms.py``), the
+    classifier a readable effect size: ``statistic`` is the held-out AUC with which a linear
+    probe tells tonight's images from the baseline's, ``effect_size`` that AUC less its
+    permutation mean (``auc_above_chance``, 0..0.5, the same meaning for any model).
+    ``parts`` holds each statistic and its own p-value.
+
+    Raises ``ValueError`` when the samples' widths differ; fewer than ``FOLDS`` rows on a side
+    gives p = 1 and effect 0.
+    """
+    b, c, n_base, n_cur, rng = _prepare(base, cur, max_rows, "embedding", True)
+    nb, nc = len(b), len(c)
+    kind = "auc_above_chance"
+    if nb < FOLDS or nc < FOLDS:
+        return MultiSample("mmd+classifier", 0.5, 1.0, 0.0, kind, n_base, n_cur, nb, nc, 0)
+    labels = _labellings(rng, nb, nc, permutations)
+    mmd = _mmd_draws(b, c, labels)
+    auc = _auc_draws(b, c, labels, rng, FOLDS, RIDGE)
+    each = _all_upper_p([mmd, auc])
+    smallest = each.min(axis=0)
+    p_value = float(np.count_nonzero(smallest <= smallest[0] * (1 + 1e-12))) / smallest.size
+    parts = {"mmd2": float(mmd[0]), "mmd_p_value": float(each[0, 0]), "auc": float(auc[0]),
+             "auc_p_value": float(each[1, 0])}
+    return MultiSample("mmd+classifier", float(auc[0]), p_value,
+                       max(0.0, float(auc[0] - auc[1:].mean())), kind, n_base, n_cur, nb, nc,
+                       permutations, parts)
+
+
+def _all_upper_p(values: Sequence[FloatArray]) -> FloatArray:
+    """Each draw's upper-tail p-value among its own statistic's draws, per statistic."""
+    out = []
+    for v in values:
+        ordered = np.sort(v)
+        at_least = ordered.size - np.searchsorted(ordered, v - 1e-12 * np.abs(v), "left")
+        out.append(at_least / ordered.size)
+    return np.array(out)
 
 
 def _positive_rank_sums(scores: FloatArray, labels: npt.NDArray[np.bool_]) -> FloatArray:

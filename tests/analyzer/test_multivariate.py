@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analyzer.multivariate import MultiSample, classifier_test, mmd_test
+from analyzer.multivariate import MultiSample, classifier_test, embedding_test, mmd_test
 
 Test = Callable[..., MultiSample]
-TESTS = {"mmd": mmd_test, "classifier": classifier_test}
+TESTS = {"mmd": mmd_test, "classifier": classifier_test, "embedding": embedding_test}
 
 
 def embeddings(rng: np.random.Generator, n: int, shift: float = 0.0, scale: float = 1.0
@@ -92,10 +92,25 @@ class TestDetails:
         rng = np.random.default_rng(11)
         assert TESTS[name](embeddings(rng, 50), embeddings(rng, 1)).p_value == 1.0
 
-    def test_spread_change_seen_by_mmd(self) -> None:
-        """A change of spread with the same centre is found by the kernel test."""
+    def test_spread_change_seen_by_kernel(self) -> None:
+        """A change of spread with the same centre is found by the kernel test and the
+        combined test, though a linear classifier cannot see it."""
         rng = np.random.default_rng(12)
         base = rng.normal(size=(400, 8))
         cur = rng.normal(size=(150, 8)) * 1.5
         assert mmd_test(base, cur).p_value <= 0.001
-        assert classifier_test(base, cur, quadratic=True).p_value <= 0.001
+        combined = embedding_test(base, cur)
+        assert combined.p_value <= 0.002
+        assert combined.parts["mmd_p_value"] <= 0.001
+
+    def test_combined_reports_its_parts(self) -> None:
+        """The combined test's statistic is the held-out AUC; its parts are both tests'."""
+        rng = np.random.default_rng(13)
+        base, cur = embeddings(rng, 300), embeddings(rng, 100, shift=1.0)
+        combined = embedding_test(base, cur, permutations=499)
+        alone = classifier_test(base, cur, permutations=499)
+        assert set(combined.parts) == {"mmd2", "mmd_p_value", "auc", "auc_p_value"}
+        assert 0.5 < combined.statistic <= 1.0
+        assert combined.effect_size_kind == alone.effect_size_kind == "auc_above_chance"
+        assert combined.p_value <= 2 * min(combined.parts["mmd_p_value"],
+                                           combined.parts["auc_p_value"])
