@@ -164,9 +164,16 @@ def _tensor_name(tensor: Any) -> str:
 
 
 def _is_constant(model: Any, graph: Any, index: int) -> bool:
+    """Whether tensor ``index`` holds weights: its own buffer, or a DEQUANTIZE of weights
+    (how float16-quantised models store them)."""
     buffer = graph.tensors[index].buffer
     data = model.buffers[buffer].data if 0 < buffer < len(model.buffers) else None
-    return data is not None and len(data) > 0
+    if data is not None and len(data) > 0:
+        return True
+    for op in graph.operators:
+        if index in [int(t) for t in op.outputs] and _op_name(model, op) == "DEQUANTIZE":
+            return len(op.inputs) > 0 and _is_constant(model, graph, int(op.inputs[0]))
+    return False
 
 
 def _describe(model: Any, graph: Any, index: int, found_by: str, head: str,
@@ -229,39 +236,43 @@ def _walk_to_head(model: Any, graph: Any, output: int, source: str) -> tuple[int
     """
     produced_by = _producers(graph)
     tensor, seen = output, set()
+    stop = "no op (a graph input)"
     while tensor in produced_by and tensor not in seen:
         seen.add(tensor)
         op = graph.operators[produced_by[tensor]]
         name = _op_name(model, op)
         data = [int(t) for t in op.inputs if t >= 0 and not _is_constant(model, graph, int(t))]
-        if name in _HEADS and len(data) == 1:
-            if name == "CONV_2D":
-                shape = [int(d) for d in graph.tensors[tensor].shape]
-                if len(shape) != 4 or shape[1:3] != [1, 1]:
-                    break
+        stop = f"a {name} op"
+        if name in _HEADS:
+            shape = [int(d) for d in graph.tensors[tensor].shape]
+            if len(data) != 1:
+                stop = f"a {name} op with {len(data)} non-constant inputs"
+                break
+            if name == "CONV_2D" and (len(shape) != 4 or shape[1:3] != [1, 1]):
+                stop = f"a CONV_2D op with a {shape[1:3]} output map"
+                break
             return data[0], name
         # A pass-through op carries the scores on; an ADD/MUL... must have one data operand.
         if (name in _PASS_THROUGH and data) or (name in _CONSTANT_ARITHMETIC and len(data) == 1):
             tensor = data[0]
         else:
             break
-    stop = (f"a {_op_name(model, graph.operators[produced_by[tensor]])} op"
-            if tensor in produced_by else "no op (a graph input)")
     raise ModelError(
         f"cannot find the embedding of model {source} automatically: walking back from the "
         f"class output, tensor {_tensor_name(graph.tensors[tensor])!r} is produced by {stop}, "
-        "not by a fully-connected or 1×1 convolution head; name the embedding tensor "
-        f"(by name or index), e.g. one of {_candidates(model, graph)}")
+        "where a fully-connected or 1×1 convolution head reading one activation was expected; "
+        f"name the embedding tensor (by name or index), e.g. one of {_candidates(graph)}")
 
 
-def _candidates(model: Any, graph: Any, count: int = 4) -> list[str]:
+def _candidates(graph: Any, count: int = 4) -> list[str]:
     """The last few activations of the graph, as hints in an error message."""
     names: list[str] = []
     for op in reversed(graph.operators):
         for t in op.outputs:
             if t >= 0 and len(names) < count:
                 tensor = graph.tensors[int(t)]
-                names.append(f"{int(t)}:{_tensor_name(tensor)} {list(tensor.shape)}")
+                shape = [int(d) for d in tensor.shape] if tensor.shape is not None else []
+                names.append(f"{int(t)}:{_tensor_name(tensor)} {shape}")
     return names
 
 
@@ -318,14 +329,14 @@ def locate_embedding(content: bytes, tensor: TensorRef = None,
             raise ModelError(
                 f"embedding tensor index {tensor} is out of range for model {source} "
                 f"({len(graph.tensors)} tensors); the last activations are "
-                f"{_candidates(model, graph)}")
+                f"{_candidates(graph)}")
         return _describe(model, graph, tensor, "index", "", source)
     matches = [i for i, t in enumerate(graph.tensors) if _tensor_name(t) == tensor]
     if len(matches) != 1:
-        problem = "no" if not matches else f"{len(matches)}"
+        problem = "no tensor" if not matches else f"{len(matches)} tensors"
         raise ModelError(
-            f"model {source} has {problem} tensor(s) named {tensor!r}; name one of its "
-            f"tensors exactly or give an index, e.g. one of {_candidates(model, graph)}")
+            f"model {source} has {problem} named {tensor!r}; name one of its tensors exactly "
+            f"or give an index, e.g. one of {_candidates(graph)}")
     return _describe(model, graph, matches[0], "name", "", source)
 
 

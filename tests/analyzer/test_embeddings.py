@@ -139,3 +139,47 @@ class TestRewrite:
         model = EmbeddingModel.load(MODELS / "demo_classifier.tflite")
         probs, emb = model.embed(np.zeros((0, 28, 28, 1), dtype=np.float32))
         assert probs.shape == (0, 10) and emb.shape == (0, 64)
+
+
+def float16_weights(content: bytes) -> bytes:
+    """The model with its head's weights stored as float16 behind a DEQUANTIZE op, as the
+    TFLite converter's float16 quantisation writes them."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(content, 0)
+    graph = model.subgraphs[0]
+    head = next(op for op in graph.operators if 5 in list(op.inputs))  # the 10×64 weights
+    weights = graph.tensors[5]
+    values = np.frombuffer(bytes(model.buffers[weights.buffer].data), dtype=np.float32)
+    half = schema.BufferT()
+    half.data = np.frombuffer(values.astype(np.float16).tobytes(), dtype=np.uint8)
+    model.buffers.append(half)
+    model.buffers[weights.buffer].data = None
+    stored = schema.TensorT()
+    stored.shape, stored.type = list(weights.shape), schema.TensorType.FLOAT16
+    stored.buffer, stored.name = len(model.buffers) - 1, b"weights_fp16"
+    graph.tensors.append(stored)
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.DEQUANTIZE
+    model.operatorCodes.append(code)
+    dequantize = schema.OperatorT()
+    dequantize.opcodeIndex = len(model.operatorCodes) - 1
+    dequantize.inputs, dequantize.outputs = [len(graph.tensors) - 1], [5]
+    graph.operators.insert(0, dequantize)
+    assert head is not None
+    builder = flatbuffers.Builder(len(content) * 2)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_float16_weights_are_constants(tmp_path: Path) -> None:
+    """Weights dequantised from float16 at run time still count as weights: the head is found."""
+    content = float16_weights((MODELS / "demo_classifier.tflite").read_bytes())
+    (tmp_path / "fp16.tflite").write_bytes(content)
+    model = EmbeddingModel.load(tmp_path / "fp16.tflite")
+    assert (model.tensor.index, model.tensor.found_by) == (20, "auto")
+    plain = Classifier.load(MODELS / "demo_classifier.tflite")
+    batch = np.stack([plain.preprocess(im) for im in real_images(10)])
+    probs, _ = model.embed(batch)
+    np.testing.assert_allclose(probs, plain.predict(batch), atol=1e-2)
