@@ -62,15 +62,18 @@ FEATURES: dict[str, Term] = {
 STATISTICS: dict[str, Term] = {
     "effect": Term("Effect size", "How far the night's distribution moved from the "
                    "baseline's: for measurements, the Wasserstein distance in baseline "
-                   "standard deviations (0.5 = half a typical spread); for categories, the "
-                   "population stability index (PSI). Severity comes from it."),
+                   "standard deviations (0.5 = half a typical spread); for categories, the share "
+                   "of images whose category changed (total-variation distance, net of what "
+                   "chance alone gives: 0.1 = one image in ten). Severity comes from it."),
     "band": Term("Band", "The severity range the effect size falls in, from the cut-offs "
                  "in the report settings; a change that is not significant counts as none."),
     "p": Term("p", "The chance of a difference at least this large between two samples "
               "of the same images; small means the change is unlikely to be chance."),
     "p_adjusted": Term("p (corrected)", "p corrected for testing every feature at once "
                        "(Holm by default); a test is significant when this is at most α."),
-    "test": Term("Test", "KS: Kolmogorov–Smirnov, for measurements; chi²: for categories."),
+    "test": Term("Test", "KS: Kolmogorov–Smirnov, for measurements; chi²: for categories "
+                 "(its p from random relabellings of the images, valid for any number of "
+                 "classes)."),
     "statistic": Term("Statistic", "The test's own statistic (KS distance, or chi²)."),
 }
 

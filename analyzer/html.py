@@ -49,7 +49,7 @@ CLASS_ROWS = 5
 REPORT_MODE = 0o644
 """The page's file mode: what the daemon's report files get (``sinks.files``), so a web
 server or another user can read every report alike."""
-_BAND_PREFIX = {"wasserstein_norm": "wasserstein", "psi": "psi"}
+_BAND_PREFIX = {"wasserstein_norm": "wasserstein", "tvd": "tvd"}
 """Effect-size kind → the prefix of its severity cut-offs in the report's ``settings``."""
 
 _SECTIONS: tuple[tuple[str, str], ...] = (

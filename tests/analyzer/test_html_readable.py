@@ -16,7 +16,7 @@ from analyzer.html import generate_html_report, render_html_report
 from tests.analyzer.test_html import _text, make_report
 
 CUTOFFS = {"wasserstein_low": 0.1, "wasserstein_medium": 0.25, "wasserstein_high": 0.5,
-           "psi_low": 0.1, "psi_medium": 0.25, "psi_high": 0.5}
+           "tvd_low": 0.05, "tvd_medium": 0.1, "tvd_high": 0.2}
 
 
 def _report(**changes: Any) -> dict[str, Any]:
