@@ -13,6 +13,7 @@ import logging
 import math
 import multiprocessing
 import os
+import stat
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -27,7 +28,14 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from analyzer.errors import AnalyzerError, DatasetError, EmptyDatasetError, ModelError
-from analyzer.images import CATEGORIES, FEATURES, IMAGE_SUFFIXES, ImageRecord, read_image
+from analyzer.images import (
+    CATEGORIES,
+    FEATURES,
+    IMAGE_SUFFIXES,
+    ImageRecord,
+    file_kind,
+    read_image,
+)
 from analyzer.options import AnalyzerOptions, split_options
 from analyzer.pixels import warn_if_slow
 from analyzer.profile import Categories, ModelInfo, Profile
@@ -43,18 +51,23 @@ MODEL_FEATURES: tuple[str, ...] = ("max_confidence", "prediction_entropy", "marg
 """Per-image model outputs: top-1 probability, entropy / ln(k) (0..1), top-1 − top-2."""
 
 _FLUSH_EVERY = 1024
-_OUTSIDE = "symlink points outside the data folder"
+_OUTSIDE = ("symlink points outside the data folder; to analyse such links pass "
+            "follow_symlinks_outside=True (driftd: [analysis] follow_symlinks_outside = true)")
 
 
 def list_image_files(data_dir: Path, follow_symlinks_outside: bool = False
-                     ) -> tuple[list[str], list[tuple[Path, str]]]:
+                     ) -> tuple[list[str], list[tuple[str, str]]]:
     """Image files under ``data_dir`` (recursive, sorted; hidden entries skipped).
 
     Returns ``(files, rejected)``: ``files`` are absolute path strings (``data_dir`` made
     absolute, not resolved), each folder's files before its subfolders', by name;
-    ``rejected`` are symlinks that point outside the folder (unless
-    ``follow_symlinks_outside``) or nowhere, with the reason. Directory symlinks are never
-    followed. Raises ``DatasetError`` when ``data_dir`` is missing or not a folder.
+    ``rejected`` are ``(path, reason)`` of the entries that cannot be analysed: symlinks
+    that point outside the folder (unless ``follow_symlinks_outside``) or nowhere, entries
+    named like images that are not regular files (a FIFO would block the reader for ever),
+    and subfolders that cannot be listed (named with a trailing ``/``). Each reason is logged
+    once, with a count (``dataset.entries_rejected``). Directory symlinks are never
+    followed. Raises ``DatasetError`` when ``data_dir`` is missing, not a folder, or cannot
+    be listed.
     """
     if not data_dir.exists():
         raise DatasetError(f"data folder {str(data_dir)!r} does not exist; pass the folder "
@@ -63,16 +76,22 @@ def list_image_files(data_dir: Path, follow_symlinks_outside: bool = False
         raise DatasetError(f"data folder {str(data_dir)!r} is not a folder; pass the folder "
                            "that holds the images, not a file")
     root = data_dir.resolve()
+    top = str(data_dir.absolute())
     files: list[str] = []
-    rejected: list[tuple[Path, str]] = []
+    rejected: list[tuple[str, str]] = []
     # os.scandir gives each entry's type without a stat per file (a night is ~10^4 files).
-    pending = [str(data_dir.absolute())]
+    pending = [top]
     while pending:
         folder = pending.pop()
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda entry: entry.name)
-        except OSError:  # unreadable subfolder: skipped, as os.walk does
+        except OSError as err:
+            reason = f"subfolder cannot be read: {err.strerror or err}"
+            if folder == top:
+                raise DatasetError(f"data folder {top!r} cannot be read ({err.strerror or err}); "
+                                   "give the service read access to it") from err
+            rejected.append((os.path.join(folder, ""), reason))
             continue
         subfolders = []
         for entry in entries:
@@ -85,23 +104,51 @@ def list_image_files(data_dir: Path, follow_symlinks_outside: bool = False
                 continue
             if os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
                 continue
-            if entry.is_symlink():
-                target = Path(entry.path).resolve()
-                if not target.exists():
-                    rejected.append((Path(entry.path), "broken symlink"))
-                    continue
-                if not follow_symlinks_outside and not target.is_relative_to(root):
-                    rejected.append((Path(entry.path), _OUTSIDE))
-                    continue
-            files.append(entry.path)
+            reason = _rejection(entry, root, follow_symlinks_outside)
+            if reason:
+                rejected.append((entry.path, reason))
+            else:
+                files.append(entry.path)
         pending.extend(reversed(subfolders))  # depth first, in name order
+    _log_rejected(data_dir, rejected)
     return files, rejected
+
+
+def _rejection(entry: os.DirEntry[str], root: Path, follow_symlinks_outside: bool) -> str:
+    """Why an entry named like an image cannot be analysed; "" when it can."""
+    if entry.is_symlink():
+        target = Path(entry.path).resolve()
+        if not target.exists():
+            return "broken symlink"
+        if not follow_symlinks_outside and not target.is_relative_to(root):
+            return _OUTSIDE
+    if entry.is_file():  # from the entry's type, without a stat (a link: its target's)
+        return ""
+    try:
+        mode = entry.stat().st_mode
+    except OSError as err:
+        return f"cannot read: {err.strerror or err}"
+    return "" if stat.S_ISREG(mode) else f"not a regular file ({file_kind(mode)})"
+
+
+def _log_rejected(data_dir: Path, rejected: list[tuple[str, str]]) -> None:
+    """One warning per reason: these are entries an operator acts on (a link, a FIFO, a
+    folder's permissions), unlike undecodable files, which only the report lists."""
+    by_reason: dict[str, list[str]] = {}
+    for path, reason in rejected:
+        by_reason.setdefault(reason, []).append(path)
+    for reason, paths in by_reason.items():
+        logger.warning("dataset.entries_rejected", extra={
+            "folder": str(data_dir), "reason": reason, "count": len(paths),
+            "examples": paths[:5],
+        })
 
 
 @dataclass(frozen=True)
 class _WorkerConfig:
     max_side: int
     max_image_pixels: int
+    max_file_bytes: int
     model_path: str | None
     model_options: Mapping[str, Any]
     bbsd: bool
@@ -179,6 +226,7 @@ def process_files(paths: Iterable[str], config: _WorkerConfig,
     """Read each file into a ``_Batch``; with a classifier, append the model features to each
     good record."""
     records = [read_image(p, max_side=config.max_side, max_image_pixels=config.max_image_pixels,
+                          max_file_bytes=config.max_file_bytes,
                           keep_image=classifier is not None) for p in paths]
     histogram = np.zeros((3, 256), dtype=np.int64)
     for rec in records:
@@ -314,9 +362,10 @@ def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
                    model_options: Mapping[str, Any] | None = None) -> Profile:
     """Profile every image under ``data_dir``.
 
-    Raises ``DatasetError`` (missing folder), ``EmptyDatasetError`` (no image files, or none
-    readable) and ``ModelError`` (the model cannot be loaded). Bad files are counted in the
-    profile's data-quality issues, never raised.
+    Raises ``DatasetError`` (missing or unreadable folder), ``EmptyDatasetError`` (no image
+    files, or none readable) and ``ModelError`` (the model cannot be loaded). Bad files, and
+    subfolders that cannot be read, are counted in the profile's data-quality issues, never
+    raised.
     """
     options = options or AnalyzerOptions()
     folder = Path(data_dir)
@@ -344,8 +393,8 @@ def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
                       model=model_info)
     builder = _Builder(profile, folder, options)
     for path, reason in rejected:
-        builder.add(ImageRecord(str(path), "unreadable", reason))
-    config = _WorkerConfig(options.max_side, options.max_image_pixels,
+        builder.add(ImageRecord(path, "unreadable", reason))
+    config = _WorkerConfig(options.max_side, options.max_image_pixels, options.max_file_bytes,
                            None if model_path is None else str(model_path), model_kwargs, bbsd)
     chunk = options.chunk_size
     workers = min(options.worker_count, math.ceil(len(paths) / chunk))
