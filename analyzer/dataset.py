@@ -11,13 +11,14 @@ import ctypes
 import hashlib
 import logging
 import math
-import multiprocessing
 import os
 import stat
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +39,7 @@ from analyzer.images import (
 )
 from analyzer.options import AnalyzerOptions, split_options
 from analyzer.pixels import warn_if_slow
+from analyzer.processes import die_with_parent, stop_workers, worker_context
 from analyzer.profile import Categories, ModelInfo, Profile
 from analyzer.progress import Progress
 
@@ -51,6 +53,8 @@ MODEL_FEATURES: tuple[str, ...] = ("max_confidence", "prediction_entropy", "marg
 """Per-image model outputs: top-1 probability, entropy / ln(k) (0..1), top-1 − top-2."""
 
 _FLUSH_EVERY = 1024
+_POLL_S = 0.5
+"""While waiting for a worker, the progress callback is called this often (seconds)."""
 _OUTSIDE = ("symlink points outside the data folder; to analyse such links pass "
             "follow_symlinks_outside=True (driftd: [analysis] follow_symlinks_outside = true)")
 
@@ -200,6 +204,7 @@ def _load_classifier(model_path: str, model_options: Mapping[str, Any]) -> Class
 
 def _init_worker(config: _WorkerConfig) -> None:
     global _worker_classifier, _worker_config
+    die_with_parent()
     prepare_worker_process()
     _worker_config = config
     if config.model_path is not None:
@@ -326,35 +331,53 @@ class _Builder:
         self.keys, self.rows, self.paths = [], [], []
 
 
-def _parallel(paths: list[str], chunk: int, workers: int, config: _WorkerConfig
-              ) -> Iterator[_Batch]:
+def _parallel(paths: list[str], chunk: int, workers: int, config: _WorkerConfig,
+              waiting: Callable[[], None]) -> Generator[_Batch, None, None]:
     """Chunks of records in file order, computed by ``workers`` processes.
 
     At most two chunks per worker are in flight, so memory stays bounded however many files
-    there are. A worker that dies (e.g. killed by the OOM killer) raises ``AnalyzerError``
-    instead of hanging the run.
+    there are. While it waits for a chunk, ``waiting()`` is called every ``_POLL_S`` seconds;
+    whatever it raises (the daemon's stop request) ends the pool at once, killing workers
+    that are still busy, as does closing this generator early. A worker that dies (e.g.
+    killed by the OOM killer) raises ``AnalyzerError`` instead of hanging the run.
     """
-    # forkserver: workers do not inherit the caller's threads (the daemon's scheduler).
-    ctx = multiprocessing.get_context("forkserver")
+    # forkserver: workers do not inherit the caller's threads (the daemon's scheduler), and
+    # (worker_context) do not run the caller's __main__ again.
+    ctx = worker_context()
     # Import and set up the analyzer once in the fork server: workers share those pages
     # (start-up time and memory), instead of each importing numpy/Pillow again.
     ctx.set_forkserver_preload(["analyzer.forkserver"])
     pending: deque[Future[_Batch]] = deque()
-    parts = _chunks(paths, chunk)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(config,))
+    finished = False
     try:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(config,)) as pool:
-            for part in parts:
-                pending.append(pool.submit(_process_chunk, part))
-                if len(pending) >= 2 * workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+        for part in _chunks(paths, chunk):
+            pending.append(pool.submit(_process_chunk, part))
+            if len(pending) >= 2 * workers:
+                yield _result(pending.popleft(), waiting)
+        while pending:
+            yield _result(pending.popleft(), waiting)
+        finished = True
     except BrokenProcessPool as err:
         raise AnalyzerError(
             f"a worker process died while profiling ({err}); check memory limits, or run "
             "with workers=1 to see the failing file"
         ) from err
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            stop_workers(pool)
+
+
+def _result(future: Future[_Batch], waiting: Callable[[], None]) -> _Batch:
+    """``future.result()``, calling ``waiting()`` every ``_POLL_S`` seconds until it is done."""
+    while True:
+        try:
+            return future.result(timeout=_POLL_S)
+        except FutureTimeout:
+            waiting()
 
 
 def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
@@ -365,7 +388,8 @@ def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
     Raises ``DatasetError`` (missing or unreadable folder), ``EmptyDatasetError`` (no image
     files, or none readable) and ``ModelError`` (the model cannot be loaded). Bad files, and
     subfolders that cannot be read, are counted in the profile's data-quality issues, never
-    raised.
+    raised. With worker processes, ``options.progress_callback`` is also called while they
+    work (``_parallel``), so a callback that raises stops even a run stuck in one file.
     """
     options = options or AnalyzerOptions()
     folder = Path(data_dir)
@@ -407,9 +431,15 @@ def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
                 builder.add_batch(process_files(part, config, classifier))
                 bar.advance(len(part))
         else:
-            for batch in _parallel(paths, chunk, workers, config):
-                builder.add_batch(batch)
-                bar.advance(len(batch.records))
+            def waiting() -> None:
+                # Between chunks too, the callback is the caller's chance to stop the run.
+                if options.progress_callback is not None:
+                    options.progress_callback(bar.done, bar.total)
+
+            with closing(_parallel(paths, chunk, workers, config, waiting)) as batches:
+                for batch in batches:
+                    builder.add_batch(batch)
+                    bar.advance(len(batch.records))
         builder.flush()
     if profile.image_count == 0:
         counts = ", ".join(f"{i.count} {k}" for k, i in profile.issues.items() if i.count)

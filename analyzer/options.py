@@ -16,7 +16,8 @@ from typing import Any
 from analyzer.errors import AnalyzerError
 
 ProgressCallback = Callable[[int, int], None]
-"""Called as ``callback(done, total)`` after each chunk of files is folded in."""
+"""Called as ``callback(done, total)`` after each chunk of files is folded in, and about every
+half second while worker processes are busy; what it raises ends the run (and its workers)."""
 
 #: ``ModelOptions`` field names (analyzer/model.py); kept here so the split needs no model import.
 MODEL_OPTION_NAMES = frozenset(
