@@ -5,6 +5,11 @@
 it holds the continuous features (``FEATURES``, in that order), the categorical ones
 (``CATEGORIES``), a 256-bin histogram per R, G, B channel and an 8-byte content digest.
 
+A file is looked at before it is read: only a regular file is opened (a FIFO, device or
+socket named like an image would block or misbehave), and one larger than ``max_file_bytes``
+or not starting with an image signature is turned away after its first bytes. Neither the
+digest nor the decoder holds the whole file in memory.
+
 Features are computed on the *analysis image*: the file reduced by the smallest power of two
 (1, 2, 4 or 8) that brings its longest side to at most ``max_side`` (for JPEG the reduction
 happens in the DCT domain while decoding, which is what makes large photos cheap), after EXIF
@@ -18,12 +23,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import math
+import os
+import stat
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -103,7 +108,8 @@ class ImageRecord:
     """What one file contributed: either an ``issue`` or features.
 
     ``path`` is the file's path as found; ``digest`` the first 8 bytes of the SHA-1 of its
-    bytes, a content fingerprint for duplicates and sample keys (None for zero-byte files;
+    bytes, a content fingerprint for duplicates and sample keys (None for files turned away
+    before they are read: zero-byte, too large, not an image, not a regular file;
     SHA-1 because OpenSSL runs it at about twice BLAKE2b's speed). ``values`` follow
     ``FEATURES``; ``categories`` follow ``CATEGORIES``; ``histogram`` is 3×256 pixel counts
     of the analysis image. ``image`` is the analysis image (RGB), kept only while a model
@@ -160,41 +166,73 @@ _SIGNATURES: tuple[bytes, ...] = (
 )
 
 
+# Leading bytes of the other formats read here, too weak to call a damaged file "truncated":
+# PPM/PGM ("P1".."P6") and the rarer TIFF byte orders and BigTIFF, as Pillow accepts them.
+_WEAK_SIGNATURES: tuple[bytes, ...] = (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6",
+                                       b"MM*\x00", b"II\x00*", b"II+\x00", b"MM\x00+")
+_HEAD_BYTES = 16  # what Pillow itself looks at to pick a format
+_HASH_BLOCK = 1 << 20
+
+
 def has_image_signature(data: bytes) -> bool:
     """Whether ``data`` starts like a JPEG, PNG, GIF, WebP, BMP or TIFF file."""
     return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
-def _failure(path: str, data: bytes, err: Exception, digest: bytes) -> ImageRecord:
+def looks_like_image(head: bytes) -> bool:
+    """Whether a file starting with ``head`` may be one of the formats read here (JPEG, PNG,
+    GIF, WebP, BMP, TIFF, PPM/PGM), whatever its name; anything else is not decoded."""
+    return has_image_signature(head) or head.startswith(_WEAK_SIGNATURES)
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, from its ``st_mode``: ``FIFO``, ``socket``, ..."""
+    kinds = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "folder"),
+             (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _failure(path: str, head: bytes, err: Exception, digest: bytes) -> ImageRecord:
     """The record of a file Pillow could not open or decode: ``truncated`` when the file
     starts with a known image signature (or the decoder says so), else ``unreadable``."""
     text = str(err) or type(err).__name__
-    if isinstance(err, EOFError) or "truncat" in text.lower() or has_image_signature(data):
+    if isinstance(err, EOFError) or "truncat" in text.lower() or has_image_signature(head):
         return ImageRecord(path, "truncated", f"truncated or damaged image data: {text}", digest)
     return ImageRecord(path, "unreadable", f"not an image: {text}", digest)
 
 
+def _digest(fh: IO[bytes]) -> bytes:
+    """First 8 bytes of the SHA-1 of the whole file, read in blocks (memory stays flat)."""
+    sha = hashlib.sha1(usedforsecurity=False)
+    fh.seek(0)
+    while block := fh.read(_HASH_BLOCK):
+        sha.update(block)
+    return sha.digest()[:8]
+
+
 def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478_485,
-               keep_image: bool = False) -> ImageRecord:
+               max_file_bytes: int = 512 * 1024 * 1024, keep_image: bool = False) -> ImageRecord:
     """Decode ``path`` and compute its features; never raises for a bad file (see module doc).
 
-    The file is read once: the digest, the decoder and ``file_size`` all use those bytes.
+    Before the file is read it must be a regular file (else ``unreadable``, "not a regular
+    file (FIFO)"), hold 1 to ``max_file_bytes`` bytes (``zero_byte``; ``unreadable``) and
+    start with an image signature (``unreadable``, "not an image"). The digest is computed in
+    blocks and Pillow decodes from the open file, so a large file costs no memory of its size.
     """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        return ImageRecord(path, "unreadable", f"cannot read: {err.strerror or err}")
-    if not data:
-        return ImageRecord(path, "zero_byte", "file is empty")
-    digest = hashlib.sha1(data, usedforsecurity=False).digest()[:8]
-    with warnings.catch_warnings():
+    opened = _open_checked(path, max_file_bytes)
+    if isinstance(opened, ImageRecord):
+        return opened
+    fh, size, head = opened
+    with fh, warnings.catch_warnings():
+        digest = _digest(fh)
+        fh.seek(0)
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(fh)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             return ImageRecord(path, "unreadable", f"decompression bomb: {err}", digest)
         except Exception as err:  # Pillow raises many types for garbage input
-            return _failure(path, data, err, digest)
+            return _failure(path, head, err, digest)
         width, height = img.size
         if width * height > max_image_pixels:
             return ImageRecord(
@@ -214,7 +252,7 @@ def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478
                 img.draft(None, (math.ceil(width / factor), math.ceil(height / factor)))
             img.load()
         except (EOFError, OSError, SyntaxError, ValueError) as err:
-            return _failure(path, data, err, digest)
+            return _failure(path, head, err, digest)
         except Exception as err:  # a decoder bug on hostile input must not stop the night
             return ImageRecord(path, "unreadable", f"{type(err).__name__}: {err}", digest)
     try:
@@ -235,11 +273,50 @@ def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478
     values[_WIDTH] = width
     values[_HEIGHT] = height
     values[_ASPECT] = width / height
-    values[_FILE_SIZE] = len(data)
+    values[_FILE_SIZE] = size
     return ImageRecord(
         path, None, "", digest, values, (fmt, mode, f"{width}x{height}"), histogram,
         rgb if keep_image else None,
     )
+
+
+def _open_checked(path: str, max_file_bytes: int) -> tuple[IO[bytes], int, bytes] | ImageRecord:
+    """``(open file, size, first bytes)`` of an image file worth decoding, else the record of
+    why it is not (see ``read_image``); only the first bytes have been read."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return ImageRecord(path, "unreadable",
+                               f"not a regular file ({file_kind(info.st_mode)})")
+        # O_NONBLOCK: a path swapped for a FIFO since the stat opens at once instead of
+        # waiting for a writer (and is turned away below); a regular file reads as usual.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        return ImageRecord(path, "unreadable", f"cannot read: {err.strerror or err}")
+    fh = os.fdopen(fd, "rb")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            record = ImageRecord(path, "unreadable",
+                                 f"not a regular file ({file_kind(info.st_mode)})")
+        elif info.st_size > max_file_bytes:
+            record = ImageRecord(
+                path, "unreadable",
+                f"file is {info.st_size:,} bytes, over max_file_bytes={max_file_bytes:,}",
+            )
+        else:
+            head = fh.read(_HEAD_BYTES)
+            if not head:
+                record = ImageRecord(path, "zero_byte", "file is empty")
+            elif not looks_like_image(head):
+                record = ImageRecord(path, "unreadable",
+                                     f"not an image: no image signature (starts {head[:8]!r})")
+            else:
+                return fh, info.st_size, head
+    except OSError as err:
+        record = ImageRecord(path, "unreadable", f"cannot read: {err.strerror or err}")
+    fh.close()
+    return record
 
 
 def to_rgb8(img: Image.Image) -> Image.Image:
