@@ -109,7 +109,7 @@ BAD_FILE_ISSUES: tuple[str, ...] = tuple(
 """Issues that mean a file could not be analysed (they grade the data-quality severity)."""
 SOFTMAX_PREFIX = "softmax."
 """Prefix of the per-class mean-probability features (``softmax.<label>``, BBSD)."""
-CHANNELS: tuple[str, ...] = ("r", "g", "b")
+RGB_CHANNELS: tuple[str, ...] = ("r", "g", "b")
 """The colour channels of ``histograms``, in order."""
 
 
@@ -284,7 +284,7 @@ class ChannelMeans:
 
 @dataclass(frozen=True)
 class Histograms:
-    """Pixel-value shares per channel (``CHANNELS``) in ``bins`` bins, baseline and tonight."""
+    """Pixel-value shares per channel (``RGB_CHANNELS``) in ``bins`` bins, baseline and tonight."""
 
     bins: int
     baseline: dict[str, list[float]]

@@ -29,10 +29,10 @@ from scipy import stats as sps
 
 from analyzer.contract import (
     BAD_FILE_ISSUES,
-    CHANNELS,
     CUTOFF_PREFIX,
     IMAGE_FEATURES,
     ISSUES,
+    RGB_CHANNELS,
     TESTED_CATEGORIES,
     AtypicalImage,
     Category,
@@ -141,7 +141,7 @@ def _histograms(profile: Profile, bins: int) -> dict[str, list[float]]:
     h = profile.histograms.reshape(3, bins, 256 // bins).sum(axis=2).astype(np.float64)
     total = h.sum(axis=1, keepdims=True)
     shares = np.divide(h, total, out=np.zeros_like(h), where=total > 0)
-    return {ch: [round(float(v), 6) for v in shares[i]] for i, ch in enumerate(CHANNELS)}
+    return {ch: [round(float(v), 6) for v in shares[i]] for i, ch in enumerate(RGB_CHANNELS)}
 
 
 def _pixel_section(base: Profile, cur: Profile, options: AnalyzerOptions,

@@ -31,7 +31,7 @@ import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from analyzer.contract import CHANNELS, ClassShare, Histograms, TestResult, TrendPoint
+from analyzer.contract import RGB_CHANNELS, ClassShare, Histograms, TestResult, TrendPoint
 from analyzer.render.glossary import describe_feature
 
 SEVERITY_COLORS: dict[str, str] = {
@@ -120,7 +120,7 @@ def channel_histograms(histograms: Histograms) -> Chart | None:
         channel has data on both sides.
     """
     baseline, current = histograms.baseline, histograms.current
-    channels = [c for c in CHANNELS if baseline.get(c) and current.get(c)]
+    channels = [c for c in RGB_CHANNELS if baseline.get(c) and current.get(c)]
     if not channels:
         return None
 
