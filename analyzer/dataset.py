@@ -28,6 +28,13 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
+from analyzer.contract import (
+    MODEL_FEATURES,
+    SOFTMAX_PREFIX,
+    Category,
+    DriftReport,
+    QualityIssue,
+)
 from analyzer.errors import AnalyzerError, DatasetError, EmptyDatasetError, ModelError
 from analyzer.images import (
     CATEGORIES,
@@ -45,12 +52,8 @@ from analyzer.progress import Progress
 
 if TYPE_CHECKING:
     from analyzer.model import Classifier
-    from analyzer.report import DriftReport
 
 logger = logging.getLogger("analyzer")
-
-MODEL_FEATURES: tuple[str, ...] = ("max_confidence", "prediction_entropy", "margin")
-"""Per-image model outputs: top-1 probability, entropy / ln(k) (0..1), top-1 − top-2."""
 
 _FLUSH_EVERY = 1024
 _POLL_S = 0.5
@@ -302,7 +305,7 @@ class _Builder:
             self.first_error = self.first_error or f"{name} ({rec.detail})"
         if rec.digest is not None:
             if rec.digest in self.seen:
-                profile.issues["duplicates"].add(name, limit)
+                profile.issues[QualityIssue.DUPLICATES].add(name, limit)
             self.seen.add(rec.digest)
         if rec.issue is not None or rec.values is None:
             return
@@ -313,7 +316,7 @@ class _Builder:
         self.keys.append(int.from_bytes(key, "little"))
         self.rows.append(rec.values)
         self.paths.append(rec.path)
-        names = (*CATEGORIES, "predicted_class")
+        names = (*CATEGORIES, Category.PREDICTED_CLASS)
         for cat, value in zip(names, rec.categories, strict=False):
             profile.categories.setdefault(cat, Categories()).add(value, name)
         if len(self.keys) >= _FLUSH_EVERY:
@@ -411,7 +414,7 @@ def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
         model_info = ModelInfo(Path(model_path).name, list(classifier.labels))
         features += list(MODEL_FEATURES)
         if bbsd:
-            features += [f"softmax.{label}" for label in classifier.labels]
+            features += [f"{SOFTMAX_PREFIX}{label}" for label in classifier.labels]
     profile = Profile(features=features, reservoir_size=options.reservoir_size,
                       data_dir=str(folder.absolute()), total_files=len(paths) + len(rejected),
                       model=model_info)
@@ -484,13 +487,19 @@ class DatasetAnalyzer:
     def detect_drift(self, baseline: Mapping[str, Any] | Profile) -> dict[str, Any]:
         """Compare this folder with ``baseline`` (a dict from ``analyze()`` or a ``Profile``).
 
-        Returns the drift report dict (docs/ARCHITECTURE.md "Drift report dict"). Raises
-        ``BaselineError`` for a malformed baseline and the errors of ``profile()``.
+        Returns the drift report dict (docs/ARCHITECTURE.md "Drift report dict"):
+        ``drift_report(baseline).to_dict()``. Raises as ``drift_report`` does.
+        """
+        return self.drift_report(baseline).to_dict()
+
+    def drift_report(self, baseline: Mapping[str, Any] | Profile) -> DriftReport:
+        """The typed ``DriftReport`` of this folder against ``baseline`` (see ``detect_drift``).
+
+        Raises ``BaselineError`` for a malformed baseline and the errors of ``profile()``.
         """
         from analyzer.report import compare
 
         base = baseline if isinstance(baseline, Profile) else Profile.from_dict(baseline)
         now = self.now or datetime.now(timezone.utc)
-        report: DriftReport = compare(base, self.profile(), self.options, now,
-                                      self.report_id or self.data_dir.name)
-        return report.to_dict()
+        return compare(base, self.profile(), self.options, now,
+                       self.report_id or self.data_dir.name)

@@ -34,50 +34,22 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from analyzer.contract import IMAGE_CATEGORIES, IMAGE_FEATURES, ImageFeature, QualityIssue
 from analyzer.pixels import PixelSums, pixel_sums
 
-FEATURES: tuple[str, ...] = (
-    "brightness",  # mean luma (ITU-R 601), 0..255
-    "contrast",  # RMS contrast: standard deviation of luma, 0..~128
-    "luma_p99",  # 99th percentile of luma, 0..255: the highlights (over-exposure moves it)
-    "mean_r",  # mean of the red channel, 0..255
-    "mean_g",
-    "mean_b",
-    "saturation",  # mean HSV saturation, 0..1
-    "colorfulness",  # Hasler & Süsstrunk colourfulness
-    "red_share",  # share of the image's light in red: sum(r) / sum(r + g + b), 0..1
-    "green_share",  # (the three sum to 1; 1/3 each for a grey image, 0 for an all-black one)
-    "blue_share",
-    "sharpness",  # variance of the 4-neighbour Laplacian of luma
-    "entropy",  # Shannon entropy of the luma histogram, bits (0..8)
-    "noise_level",  # Immerkær's fast noise sigma estimate, luma units
-    "high_freq_energy",  # share of luma AC energy in the finest Haar detail bands, 0..1
-    "blockiness",  # mean |step| on the 8x8 JPEG grid / mean |step| elsewhere (1 = none)
-    "jpeg_quality",  # libjpeg quality estimated from the luma quantisation table; 100 if lossless
-    "width",  # true width in pixels after EXIF orientation
-    "height",
-    "aspect_ratio",  # width / height
-    "file_size",  # bytes on disk
-)
+FEATURES = IMAGE_FEATURES
+"""The continuous features, in the order of ``ImageRecord.values`` (``analyzer.contract``)."""
+CATEGORIES = IMAGE_CATEGORIES
+"""The categorical features, in the order of ``ImageRecord.categories``."""
 
 _QUALITY, _WIDTH, _HEIGHT, _ASPECT, _FILE_SIZE = (
     FEATURES.index(name)
-    for name in ("jpeg_quality", "width", "height", "aspect_ratio", "file_size")
+    for name in (ImageFeature.JPEG_QUALITY, ImageFeature.WIDTH, ImageFeature.HEIGHT,
+                 ImageFeature.ASPECT_RATIO, ImageFeature.FILE_SIZE)
 )
 _LEVELS = np.arange(256, dtype=np.float64)
 _INV_LEVELS = 1.0 / np.maximum(_LEVELS, 1.0)
-_AT = {name: i for i, name in enumerate(FEATURES)}
-
-CATEGORIES: tuple[str, ...] = ("format", "mode", "size")
-
-ISSUES: tuple[str, ...] = (
-    "unreadable",
-    "truncated",
-    "zero_byte",
-    "duplicates",
-    "unexpected_mode",
-    "unexpected_size",
-)
+_AT = {ImageFeature(name): i for i, name in enumerate(FEATURES)}
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -197,8 +169,9 @@ def _failure(path: str, head: bytes, err: Exception, digest: bytes) -> ImageReco
     starts with a known image signature (or the decoder says so), else ``unreadable``."""
     text = str(err) or type(err).__name__
     if isinstance(err, EOFError) or "truncat" in text.lower() or has_image_signature(head):
-        return ImageRecord(path, "truncated", f"truncated or damaged image data: {text}", digest)
-    return ImageRecord(path, "unreadable", f"not an image: {text}", digest)
+        return ImageRecord(path, QualityIssue.TRUNCATED,
+                           f"truncated or damaged image data: {text}", digest)
+    return ImageRecord(path, QualityIssue.UNREADABLE, f"not an image: {text}", digest)
 
 
 def _digest(fh: IO[bytes]) -> bytes:
@@ -230,13 +203,13 @@ def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478
         try:
             img = Image.open(fh)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            return ImageRecord(path, "unreadable", f"decompression bomb: {err}", digest)
+            return ImageRecord(path, QualityIssue.UNREADABLE, f"decompression bomb: {err}", digest)
         except Exception as err:  # Pillow raises many types for garbage input
             return _failure(path, head, err, digest)
         width, height = img.size
         if width * height > max_image_pixels:
             return ImageRecord(
-                path, "unreadable",
+                path, QualityIssue.UNREADABLE,
                 f"{width}x{height} exceeds max_image_pixels={max_image_pixels}", digest,
             )
         fmt = (img.format or "unknown").upper()
@@ -254,7 +227,8 @@ def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478
         except (EOFError, OSError, SyntaxError, ValueError) as err:
             return _failure(path, head, err, digest)
         except Exception as err:  # a decoder bug on hostile input must not stop the night
-            return ImageRecord(path, "unreadable", f"{type(err).__name__}: {err}", digest)
+            return ImageRecord(path, QualityIssue.UNREADABLE, f"{type(err).__name__}: {err}",
+                               digest)
     try:
         factor = max(1, round(width / img.size[0]))
         rgb = to_rgb8(img)
@@ -267,7 +241,8 @@ def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478
         if orientation in _TRANSPOSE:
             rgb = rgb.transpose(_TRANSPOSE[orientation])
     except Exception as err:
-        return ImageRecord(path, "unreadable", f"cannot convert mode {mode}: {err}", digest)
+        return ImageRecord(path, QualityIssue.UNREADABLE, f"cannot convert mode {mode}: {err}",
+                           digest)
     values, histogram = _features(rgb, factor)
     values[_QUALITY] = quality
     values[_WIDTH] = width
@@ -286,35 +261,35 @@ def _open_checked(path: str, max_file_bytes: int) -> tuple[IO[bytes], int, bytes
     try:
         info = os.stat(path)
         if not stat.S_ISREG(info.st_mode):
-            return ImageRecord(path, "unreadable",
+            return ImageRecord(path, QualityIssue.UNREADABLE,
                                f"not a regular file ({file_kind(info.st_mode)})")
         # O_NONBLOCK: a path swapped for a FIFO since the stat opens at once instead of
         # waiting for a writer (and is turned away below); a regular file reads as usual.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
-        return ImageRecord(path, "unreadable", f"cannot read: {err.strerror or err}")
+        return ImageRecord(path, QualityIssue.UNREADABLE, f"cannot read: {err.strerror or err}")
     fh = os.fdopen(fd, "rb")
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            record = ImageRecord(path, "unreadable",
+            record = ImageRecord(path, QualityIssue.UNREADABLE,
                                  f"not a regular file ({file_kind(info.st_mode)})")
         elif info.st_size > max_file_bytes:
             record = ImageRecord(
-                path, "unreadable",
+                path, QualityIssue.UNREADABLE,
                 f"file is {info.st_size:,} bytes, over max_file_bytes={max_file_bytes:,}",
             )
         else:
             head = fh.read(_HEAD_BYTES)
             if not head:
-                record = ImageRecord(path, "zero_byte", "file is empty")
+                record = ImageRecord(path, QualityIssue.ZERO_BYTE, "file is empty")
             elif not looks_like_image(head):
-                record = ImageRecord(path, "unreadable",
+                record = ImageRecord(path, QualityIssue.UNREADABLE,
                                      f"not an image: no image signature (starts {head[:8]!r})")
             else:
                 return fh, info.st_size, head
     except OSError as err:
-        record = ImageRecord(path, "unreadable", f"cannot read: {err.strerror or err}")
+        record = ImageRecord(path, QualityIssue.UNREADABLE, f"cannot read: {err.strerror or err}")
     fh.close()
     return record
 
@@ -353,37 +328,40 @@ def _features(rgb: Image.Image, factor: int) -> tuple[npt.NDArray[np.float64],
     luma_hist = sums.luma_hist.astype(np.float64)
     n = luma_hist.sum()
     mean = float(_LEVELS @ luma_hist / n)
-    out[_AT["brightness"]] = mean
-    out[_AT["contrast"]] = math.sqrt(max(0.0, float((_LEVELS - mean) ** 2 @ luma_hist / n)))
-    out[_AT["luma_p99"]] = float(np.searchsorted(np.cumsum(luma_hist), 0.99 * n))
+    out[_AT[ImageFeature.BRIGHTNESS]] = mean
+    out[_AT[ImageFeature.CONTRAST]] = math.sqrt(
+        max(0.0, float((_LEVELS - mean) ** 2 @ luma_hist / n)))
+    out[_AT[ImageFeature.LUMA_P99]] = float(np.searchsorted(np.cumsum(luma_hist), 0.99 * n))
     channel_means = sums.histogram.astype(np.float64) @ _LEVELS / n
-    out[_AT["mean_r"]:_AT["mean_b"] + 1] = channel_means
+    out[_AT[ImageFeature.MEAN_R]:_AT[ImageFeature.MEAN_B] + 1] = channel_means
     # Channel shares of the light: unlike the channel means they do not move with exposure,
     # and unlike a per-pixel c / (r + g + b) averaged over the image (deepchecks' "relative
     # intensity") they do not move with the share of black pixels, so a colour cast stands
     # out against image-to-image exposure and framing (bench/results/detection.md).
     light = float(channel_means.sum())
     if light > 0.0:
-        out[_AT["red_share"]:_AT["blue_share"] + 1] = channel_means / light
+        out[_AT[ImageFeature.RED_SHARE]:_AT[ImageFeature.BLUE_SHARE] + 1] = channel_means / light
     boxes = sums.boxes
-    out[_AT["saturation"]] = float(sums.saturation_num @ _INV_LEVELS) / boxes
+    out[_AT[ImageFeature.SATURATION]] = float(sums.saturation_num @ _INV_LEVELS) / boxes
     # Colourfulness (Hasler & Süsstrunk) of rg = r - g and yb = (r + g) / 2 - b, from the
     # exact sums of rg and of 2 yb.
     rg_mean, yb_mean = sums.rg_sum / boxes, sums.yb_sum / (2 * boxes)
     rg_var = (boxes * sums.rg_sq - sums.rg_sum**2) / boxes**2
     yb_var = (boxes * sums.yb_sq - sums.yb_sum**2) / (4 * boxes**2)
-    out[_AT["colorfulness"]] = (math.hypot(math.sqrt(rg_var), math.sqrt(yb_var))
+    out[_AT[ImageFeature.COLORFULNESS]] = (math.hypot(math.sqrt(rg_var), math.sqrt(yb_var))
                                 + 0.3 * math.hypot(rg_mean, yb_mean))
     p = luma_hist[luma_hist > 0] / n
-    out[_AT["entropy"]] = max(0.0, float(-(p * np.log2(p)).sum()))
+    out[_AT[ImageFeature.ENTROPY]] = max(0.0, float(-(p * np.log2(p)).sum()))
     h, w = sums.height, sums.width
     if h >= 3 and w >= 3:
         count = (h - 2) * (w - 2)
-        out[_AT["sharpness"]] = max(0.0, (count * sums.lap_sq - sums.lap_sum**2) / count**2)
-        out[_AT["noise_level"]] = math.sqrt(math.pi / 2.0) * sums.noise_abs / (6.0 * count)
-    out[_AT["high_freq_energy"]] = _haar_detail_share(sums)
+        out[_AT[ImageFeature.SHARPNESS]] = max(
+            0.0, (count * sums.lap_sq - sums.lap_sum**2) / count**2)
+        out[_AT[ImageFeature.NOISE_LEVEL]] = (
+            math.sqrt(math.pi / 2.0) * sums.noise_abs / (6.0 * count))
+    out[_AT[ImageFeature.HIGH_FREQ_ENERGY]] = _haar_detail_share(sums)
     period = max(1, 8 // factor)
-    out[_AT["blockiness"]] = 1.0 if period < 2 else _blockiness(
+    out[_AT[ImageFeature.BLOCKINESS]] = 1.0 if period < 2 else _blockiness(
         sums.col_steps.astype(np.float32) / np.float32(h),
         sums.row_steps.astype(np.float32) / np.float32(w), period)
     return out, sums.histogram

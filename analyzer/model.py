@@ -258,7 +258,8 @@ class Classifier:
         if quant.scale > 0:
             real = real / quant.scale + quant.zero_point
         info = np.iinfo(self._input_dtype)
-        return np.clip(np.rint(real), info.min, info.max).astype(self._input_dtype)
+        clipped: npt.NDArray[np.floating[Any]] = np.clip(np.rint(real), info.min, info.max)
+        return clipped.astype(self._input_dtype)
 
     def _probe_outputs(self) -> bool:
         """Whether the model already outputs probabilities, decided once from probe inputs.

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from analyzer.contract import SettingValue
 from analyzer.errors import AnalyzerError
 
 ProgressCallback = Callable[[int, int], None]
@@ -161,7 +162,7 @@ class AnalyzerOptions:
         """``workers`` resolved: ``os.cpu_count()`` when unset."""
         return self.workers or os.cpu_count() or 1
 
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, SettingValue]:
         """The thresholds as a JSON-serialisable dict (the report's ``settings``)."""
         skip = {"progress_callback", "progress", "workers", "chunk_size"}
         return {
