@@ -1,16 +1,17 @@
 """driftd's analyzer: profile folders of images, compare them, report drift.
 
 ``from analyzer import DatasetAnalyzer, generate_html_report`` works as in the seed; see
-docs/ARCHITECTURE.md "Analyzer public API". The comparison (``compare``, ``DriftReport``,
-``metric_rows``: scipy, ~75 MB) and the renderer (``generate_html_report``: matplotlib,
-Jinja2) are imported lazily, so profiling a folder — in the parent and in every worker —
-does not pay for them.
+docs/ARCHITECTURE.md "Analyzer public API". The comparison (``compare``: scipy, ~75 MB) and
+the renderer (``generate_html_report``: matplotlib, Jinja2) are imported lazily, so
+profiling a folder — in the parent and in every worker — does not pay for them; the report
+types (``DriftReport``, ``metric_rows``: ``analyzer.contract``) are plain Python.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from analyzer.contract import DriftReport, metric_rows
 from analyzer.dataset import DatasetAnalyzer, profile_folder
 from analyzer.errors import (
     AnalyzerError,
@@ -25,7 +26,7 @@ from analyzer.severity import Severity
 
 if TYPE_CHECKING:
     from analyzer.html import generate_html_report
-    from analyzer.report import DriftReport, compare, metric_rows
+    from analyzer.report import compare
 
 __all__ = [
     "AnalyzerError",
@@ -47,13 +48,11 @@ __all__ = [
 
 _LAZY = {
     "generate_html_report": "analyzer.html",
-    "DriftReport": "analyzer.report",
     "compare": "analyzer.report",
-    "metric_rows": "analyzer.report",
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 

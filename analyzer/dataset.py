@@ -11,12 +11,14 @@ import ctypes
 import hashlib
 import logging
 import math
-import multiprocessing
 import os
+import stat
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,35 +28,53 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
+from analyzer.contract import (
+    MODEL_FEATURES,
+    SOFTMAX_PREFIX,
+    Category,
+    DriftReport,
+    QualityIssue,
+)
 from analyzer.errors import AnalyzerError, DatasetError, EmptyDatasetError, ModelError
-from analyzer.images import CATEGORIES, FEATURES, IMAGE_SUFFIXES, ImageRecord, read_image
+from analyzer.images import (
+    CATEGORIES,
+    FEATURES,
+    IMAGE_SUFFIXES,
+    ImageRecord,
+    file_kind,
+    read_image,
+)
 from analyzer.options import AnalyzerOptions, split_options
 from analyzer.pixels import warn_if_slow
+from analyzer.processes import die_with_parent, stop_workers, worker_context
 from analyzer.profile import Categories, ModelInfo, Profile
 from analyzer.progress import Progress
 
 if TYPE_CHECKING:
     from analyzer.model import Classifier
-    from analyzer.report import DriftReport
 
 logger = logging.getLogger("analyzer")
 
-MODEL_FEATURES: tuple[str, ...] = ("max_confidence", "prediction_entropy", "margin")
-"""Per-image model outputs: top-1 probability, entropy / ln(k) (0..1), top-1 − top-2."""
-
 _FLUSH_EVERY = 1024
-_OUTSIDE = "symlink points outside the data folder"
+_POLL_S = 0.5
+"""While waiting for a worker, the progress callback is called this often (seconds)."""
+_OUTSIDE = ("symlink points outside the data folder; to analyse such links pass "
+            "follow_symlinks_outside=True (driftd: [analysis] follow_symlinks_outside = true)")
 
 
 def list_image_files(data_dir: Path, follow_symlinks_outside: bool = False
-                     ) -> tuple[list[str], list[tuple[Path, str]]]:
+                     ) -> tuple[list[str], list[tuple[str, str]]]:
     """Image files under ``data_dir`` (recursive, sorted; hidden entries skipped).
 
     Returns ``(files, rejected)``: ``files`` are absolute path strings (``data_dir`` made
     absolute, not resolved), each folder's files before its subfolders', by name;
-    ``rejected`` are symlinks that point outside the folder (unless
-    ``follow_symlinks_outside``) or nowhere, with the reason. Directory symlinks are never
-    followed. Raises ``DatasetError`` when ``data_dir`` is missing or not a folder.
+    ``rejected`` are ``(path, reason)`` of the entries that cannot be analysed: symlinks
+    that point outside the folder (unless ``follow_symlinks_outside``) or nowhere, entries
+    named like images that are not regular files (a FIFO would block the reader for ever),
+    and subfolders that cannot be listed (named with a trailing ``/``). Each reason is logged
+    once, with a count (``dataset.entries_rejected``). Directory symlinks are never
+    followed. Raises ``DatasetError`` when ``data_dir`` is missing, not a folder, or cannot
+    be listed.
     """
     if not data_dir.exists():
         raise DatasetError(f"data folder {str(data_dir)!r} does not exist; pass the folder "
@@ -63,16 +83,22 @@ def list_image_files(data_dir: Path, follow_symlinks_outside: bool = False
         raise DatasetError(f"data folder {str(data_dir)!r} is not a folder; pass the folder "
                            "that holds the images, not a file")
     root = data_dir.resolve()
+    top = str(data_dir.absolute())
     files: list[str] = []
-    rejected: list[tuple[Path, str]] = []
+    rejected: list[tuple[str, str]] = []
     # os.scandir gives each entry's type without a stat per file (a night is ~10^4 files).
-    pending = [str(data_dir.absolute())]
+    pending = [top]
     while pending:
         folder = pending.pop()
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda entry: entry.name)
-        except OSError:  # unreadable subfolder: skipped, as os.walk does
+        except OSError as err:
+            reason = f"subfolder cannot be read: {err.strerror or err}"
+            if folder == top:
+                raise DatasetError(f"data folder {top!r} cannot be read ({err.strerror or err}); "
+                                   "give the service read access to it") from err
+            rejected.append((os.path.join(folder, ""), reason))
             continue
         subfolders = []
         for entry in entries:
@@ -85,23 +111,51 @@ def list_image_files(data_dir: Path, follow_symlinks_outside: bool = False
                 continue
             if os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
                 continue
-            if entry.is_symlink():
-                target = Path(entry.path).resolve()
-                if not target.exists():
-                    rejected.append((Path(entry.path), "broken symlink"))
-                    continue
-                if not follow_symlinks_outside and not target.is_relative_to(root):
-                    rejected.append((Path(entry.path), _OUTSIDE))
-                    continue
-            files.append(entry.path)
+            reason = _rejection(entry, root, follow_symlinks_outside)
+            if reason:
+                rejected.append((entry.path, reason))
+            else:
+                files.append(entry.path)
         pending.extend(reversed(subfolders))  # depth first, in name order
+    _log_rejected(data_dir, rejected)
     return files, rejected
+
+
+def _rejection(entry: os.DirEntry[str], root: Path, follow_symlinks_outside: bool) -> str:
+    """Why an entry named like an image cannot be analysed; "" when it can."""
+    if entry.is_symlink():
+        target = Path(entry.path).resolve()
+        if not target.exists():
+            return "broken symlink"
+        if not follow_symlinks_outside and not target.is_relative_to(root):
+            return _OUTSIDE
+    if entry.is_file():  # from the entry's type, without a stat (a link: its target's)
+        return ""
+    try:
+        mode = entry.stat().st_mode
+    except OSError as err:
+        return f"cannot read: {err.strerror or err}"
+    return "" if stat.S_ISREG(mode) else f"not a regular file ({file_kind(mode)})"
+
+
+def _log_rejected(data_dir: Path, rejected: list[tuple[str, str]]) -> None:
+    """One warning per reason: these are entries an operator acts on (a link, a FIFO, a
+    folder's permissions), unlike undecodable files, which only the report lists."""
+    by_reason: dict[str, list[str]] = {}
+    for path, reason in rejected:
+        by_reason.setdefault(reason, []).append(path)
+    for reason, paths in by_reason.items():
+        logger.warning("dataset.entries_rejected", extra={
+            "folder": str(data_dir), "reason": reason, "count": len(paths),
+            "examples": paths[:5],
+        })
 
 
 @dataclass(frozen=True)
 class _WorkerConfig:
     max_side: int
     max_image_pixels: int
+    max_file_bytes: int
     model_path: str | None
     model_options: Mapping[str, Any]
     bbsd: bool
@@ -153,6 +207,7 @@ def _load_classifier(model_path: str, model_options: Mapping[str, Any]) -> Class
 
 def _init_worker(config: _WorkerConfig) -> None:
     global _worker_classifier, _worker_config
+    die_with_parent()
     prepare_worker_process()
     _worker_config = config
     if config.model_path is not None:
@@ -179,6 +234,7 @@ def process_files(paths: Iterable[str], config: _WorkerConfig,
     """Read each file into a ``_Batch``; with a classifier, append the model features to each
     good record."""
     records = [read_image(p, max_side=config.max_side, max_image_pixels=config.max_image_pixels,
+                          max_file_bytes=config.max_file_bytes,
                           keep_image=classifier is not None) for p in paths]
     histogram = np.zeros((3, 256), dtype=np.int64)
     for rec in records:
@@ -249,7 +305,7 @@ class _Builder:
             self.first_error = self.first_error or f"{name} ({rec.detail})"
         if rec.digest is not None:
             if rec.digest in self.seen:
-                profile.issues["duplicates"].add(name, limit)
+                profile.issues[QualityIssue.DUPLICATES].add(name, limit)
             self.seen.add(rec.digest)
         if rec.issue is not None or rec.values is None:
             return
@@ -260,7 +316,7 @@ class _Builder:
         self.keys.append(int.from_bytes(key, "little"))
         self.rows.append(rec.values)
         self.paths.append(rec.path)
-        names = (*CATEGORIES, "predicted_class")
+        names = (*CATEGORIES, Category.PREDICTED_CLASS)
         for cat, value in zip(names, rec.categories, strict=False):
             profile.categories.setdefault(cat, Categories()).add(value, name)
         if len(self.keys) >= _FLUSH_EVERY:
@@ -278,35 +334,53 @@ class _Builder:
         self.keys, self.rows, self.paths = [], [], []
 
 
-def _parallel(paths: list[str], chunk: int, workers: int, config: _WorkerConfig
-              ) -> Iterator[_Batch]:
+def _parallel(paths: list[str], chunk: int, workers: int, config: _WorkerConfig,
+              waiting: Callable[[], None]) -> Generator[_Batch, None, None]:
     """Chunks of records in file order, computed by ``workers`` processes.
 
     At most two chunks per worker are in flight, so memory stays bounded however many files
-    there are. A worker that dies (e.g. killed by the OOM killer) raises ``AnalyzerError``
-    instead of hanging the run.
+    there are. While it waits for a chunk, ``waiting()`` is called every ``_POLL_S`` seconds;
+    whatever it raises (the daemon's stop request) ends the pool at once, killing workers
+    that are still busy, as does closing this generator early. A worker that dies (e.g.
+    killed by the OOM killer) raises ``AnalyzerError`` instead of hanging the run.
     """
-    # forkserver: workers do not inherit the caller's threads (the daemon's scheduler).
-    ctx = multiprocessing.get_context("forkserver")
+    # forkserver: workers do not inherit the caller's threads (the daemon's scheduler), and
+    # (worker_context) do not run the caller's __main__ again.
+    ctx = worker_context()
     # Import and set up the analyzer once in the fork server: workers share those pages
     # (start-up time and memory), instead of each importing numpy/Pillow again.
     ctx.set_forkserver_preload(["analyzer.forkserver"])
     pending: deque[Future[_Batch]] = deque()
-    parts = _chunks(paths, chunk)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(config,))
+    finished = False
     try:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(config,)) as pool:
-            for part in parts:
-                pending.append(pool.submit(_process_chunk, part))
-                if len(pending) >= 2 * workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+        for part in _chunks(paths, chunk):
+            pending.append(pool.submit(_process_chunk, part))
+            if len(pending) >= 2 * workers:
+                yield _result(pending.popleft(), waiting)
+        while pending:
+            yield _result(pending.popleft(), waiting)
+        finished = True
     except BrokenProcessPool as err:
         raise AnalyzerError(
             f"a worker process died while profiling ({err}); check memory limits, or run "
             "with workers=1 to see the failing file"
         ) from err
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            stop_workers(pool)
+
+
+def _result(future: Future[_Batch], waiting: Callable[[], None]) -> _Batch:
+    """``future.result()``, calling ``waiting()`` every ``_POLL_S`` seconds until it is done."""
+    while True:
+        try:
+            return future.result(timeout=_POLL_S)
+        except FutureTimeout:
+            waiting()
 
 
 def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
@@ -314,9 +388,11 @@ def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
                    model_options: Mapping[str, Any] | None = None) -> Profile:
     """Profile every image under ``data_dir``.
 
-    Raises ``DatasetError`` (missing folder), ``EmptyDatasetError`` (no image files, or none
-    readable) and ``ModelError`` (the model cannot be loaded). Bad files are counted in the
-    profile's data-quality issues, never raised.
+    Raises ``DatasetError`` (missing or unreadable folder), ``EmptyDatasetError`` (no image
+    files, or none readable) and ``ModelError`` (the model cannot be loaded). Bad files, and
+    subfolders that cannot be read, are counted in the profile's data-quality issues, never
+    raised. With worker processes, ``options.progress_callback`` is also called while they
+    work (``_parallel``), so a callback that raises stops even a run stuck in one file.
     """
     options = options or AnalyzerOptions()
     folder = Path(data_dir)
@@ -338,14 +414,14 @@ def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
         model_info = ModelInfo(Path(model_path).name, list(classifier.labels))
         features += list(MODEL_FEATURES)
         if bbsd:
-            features += [f"softmax.{label}" for label in classifier.labels]
+            features += [f"{SOFTMAX_PREFIX}{label}" for label in classifier.labels]
     profile = Profile(features=features, reservoir_size=options.reservoir_size,
                       data_dir=str(folder.absolute()), total_files=len(paths) + len(rejected),
                       model=model_info)
     builder = _Builder(profile, folder, options)
     for path, reason in rejected:
-        builder.add(ImageRecord(str(path), "unreadable", reason))
-    config = _WorkerConfig(options.max_side, options.max_image_pixels,
+        builder.add(ImageRecord(path, "unreadable", reason))
+    config = _WorkerConfig(options.max_side, options.max_image_pixels, options.max_file_bytes,
                            None if model_path is None else str(model_path), model_kwargs, bbsd)
     chunk = options.chunk_size
     workers = min(options.worker_count, math.ceil(len(paths) / chunk))
@@ -358,9 +434,15 @@ def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
                 builder.add_batch(process_files(part, config, classifier))
                 bar.advance(len(part))
         else:
-            for batch in _parallel(paths, chunk, workers, config):
-                builder.add_batch(batch)
-                bar.advance(len(batch.records))
+            def waiting() -> None:
+                # Between chunks too, the callback is the caller's chance to stop the run.
+                if options.progress_callback is not None:
+                    options.progress_callback(bar.done, bar.total)
+
+            with closing(_parallel(paths, chunk, workers, config, waiting)) as batches:
+                for batch in batches:
+                    builder.add_batch(batch)
+                    bar.advance(len(batch.records))
         builder.flush()
     if profile.image_count == 0:
         counts = ", ".join(f"{i.count} {k}" for k, i in profile.issues.items() if i.count)
@@ -405,13 +487,19 @@ class DatasetAnalyzer:
     def detect_drift(self, baseline: Mapping[str, Any] | Profile) -> dict[str, Any]:
         """Compare this folder with ``baseline`` (a dict from ``analyze()`` or a ``Profile``).
 
-        Returns the drift report dict (docs/ARCHITECTURE.md "Drift report dict"). Raises
-        ``BaselineError`` for a malformed baseline and the errors of ``profile()``.
+        Returns the drift report dict (docs/ARCHITECTURE.md "Drift report dict"):
+        ``drift_report(baseline).to_dict()``. Raises as ``drift_report`` does.
+        """
+        return self.drift_report(baseline).to_dict()
+
+    def drift_report(self, baseline: Mapping[str, Any] | Profile) -> DriftReport:
+        """The typed ``DriftReport`` of this folder against ``baseline`` (see ``detect_drift``).
+
+        Raises ``BaselineError`` for a malformed baseline and the errors of ``profile()``.
         """
         from analyzer.report import compare
 
         base = baseline if isinstance(baseline, Profile) else Profile.from_dict(baseline)
         now = self.now or datetime.now(timezone.utc)
-        report: DriftReport = compare(base, self.profile(), self.options, now,
-                                      self.report_id or self.data_dir.name)
-        return report.to_dict()
+        return compare(base, self.profile(), self.options, now,
+                       self.report_id or self.data_dir.name)

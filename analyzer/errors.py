@@ -21,3 +21,7 @@ class BaselineError(AnalyzerError):
 
 class ModelError(AnalyzerError):
     """Raised when a model file is missing, is not a TFLite model, or has an unusable input."""
+
+
+class ReportFormatError(AnalyzerError, ValueError):
+    """Raised when a dict (a report file, a stored row) is not a drift report this driftd reads."""

@@ -5,6 +5,11 @@
 it holds the continuous features (``FEATURES``, in that order), the categorical ones
 (``CATEGORIES``), a 256-bin histogram per R, G, B channel and an 8-byte content digest.
 
+A file is looked at before it is read: only a regular file is opened (a FIFO, device or
+socket named like an image would block or misbehave), and one larger than ``max_file_bytes``
+or not starting with an image signature is turned away after its first bytes. Neither the
+digest nor the decoder holds the whole file in memory.
+
 Features are computed on the *analysis image*: the file reduced by the smallest power of two
 (1, 2, 4 or 8) that brings its longest side to at most ``max_side`` (for JPEG the reduction
 happens in the DCT domain while decoding, which is what makes large photos cheap), after EXIF
@@ -18,61 +23,33 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import math
+import os
+import stat
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from analyzer.contract import IMAGE_CATEGORIES, IMAGE_FEATURES, ImageFeature, QualityIssue
 from analyzer.pixels import PixelSums, pixel_sums
 
-FEATURES: tuple[str, ...] = (
-    "brightness",  # mean luma (ITU-R 601), 0..255
-    "contrast",  # RMS contrast: standard deviation of luma, 0..~128
-    "luma_p99",  # 99th percentile of luma, 0..255: the highlights (over-exposure moves it)
-    "mean_r",  # mean of the red channel, 0..255
-    "mean_g",
-    "mean_b",
-    "saturation",  # mean HSV saturation, 0..1
-    "colorfulness",  # Hasler & Süsstrunk colourfulness
-    "red_share",  # share of the image's light in red: sum(r) / sum(r + g + b), 0..1
-    "green_share",  # (the three sum to 1; 1/3 each for a grey image, 0 for an all-black one)
-    "blue_share",
-    "sharpness",  # variance of the 4-neighbour Laplacian of luma
-    "entropy",  # Shannon entropy of the luma histogram, bits (0..8)
-    "noise_level",  # Immerkær's fast noise sigma estimate, luma units
-    "high_freq_energy",  # share of luma AC energy in the finest Haar detail bands, 0..1
-    "blockiness",  # mean |step| on the 8x8 JPEG grid / mean |step| elsewhere (1 = none)
-    "jpeg_quality",  # libjpeg quality estimated from the luma quantisation table; 100 if lossless
-    "width",  # true width in pixels after EXIF orientation
-    "height",
-    "aspect_ratio",  # width / height
-    "file_size",  # bytes on disk
-)
+FEATURES = IMAGE_FEATURES
+"""The continuous features, in the order of ``ImageRecord.values`` (``analyzer.contract``)."""
+CATEGORIES = IMAGE_CATEGORIES
+"""The categorical features, in the order of ``ImageRecord.categories``."""
 
 _QUALITY, _WIDTH, _HEIGHT, _ASPECT, _FILE_SIZE = (
     FEATURES.index(name)
-    for name in ("jpeg_quality", "width", "height", "aspect_ratio", "file_size")
+    for name in (ImageFeature.JPEG_QUALITY, ImageFeature.WIDTH, ImageFeature.HEIGHT,
+                 ImageFeature.ASPECT_RATIO, ImageFeature.FILE_SIZE)
 )
 _LEVELS = np.arange(256, dtype=np.float64)
 _INV_LEVELS = 1.0 / np.maximum(_LEVELS, 1.0)
-_AT = {name: i for i, name in enumerate(FEATURES)}
-
-CATEGORIES: tuple[str, ...] = ("format", "mode", "size")
-
-ISSUES: tuple[str, ...] = (
-    "unreadable",
-    "truncated",
-    "zero_byte",
-    "duplicates",
-    "unexpected_mode",
-    "unexpected_size",
-)
+_AT = {ImageFeature(name): i for i, name in enumerate(FEATURES)}
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -103,7 +80,8 @@ class ImageRecord:
     """What one file contributed: either an ``issue`` or features.
 
     ``path`` is the file's path as found; ``digest`` the first 8 bytes of the SHA-1 of its
-    bytes, a content fingerprint for duplicates and sample keys (None for zero-byte files;
+    bytes, a content fingerprint for duplicates and sample keys (None for files turned away
+    before they are read: zero-byte, too large, not an image, not a regular file;
     SHA-1 because OpenSSL runs it at about twice BLAKE2b's speed). ``values`` follow
     ``FEATURES``; ``categories`` follow ``CATEGORIES``; ``histogram`` is 3×256 pixel counts
     of the analysis image. ``image`` is the analysis image (RGB), kept only while a model
@@ -160,45 +138,78 @@ _SIGNATURES: tuple[bytes, ...] = (
 )
 
 
+# Leading bytes of the other formats read here, too weak to call a damaged file "truncated":
+# PPM/PGM ("P1".."P6") and the rarer TIFF byte orders and BigTIFF, as Pillow accepts them.
+_WEAK_SIGNATURES: tuple[bytes, ...] = (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6",
+                                       b"MM*\x00", b"II\x00*", b"II+\x00", b"MM\x00+")
+_HEAD_BYTES = 16  # what Pillow itself looks at to pick a format
+_HASH_BLOCK = 1 << 20
+
+
 def has_image_signature(data: bytes) -> bool:
     """Whether ``data`` starts like a JPEG, PNG, GIF, WebP, BMP or TIFF file."""
     return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
-def _failure(path: str, data: bytes, err: Exception, digest: bytes) -> ImageRecord:
+def looks_like_image(head: bytes) -> bool:
+    """Whether a file starting with ``head`` may be one of the formats read here (JPEG, PNG,
+    GIF, WebP, BMP, TIFF, PPM/PGM), whatever its name; anything else is not decoded."""
+    return has_image_signature(head) or head.startswith(_WEAK_SIGNATURES)
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, from its ``st_mode``: ``FIFO``, ``socket``, ..."""
+    kinds = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "folder"),
+             (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _failure(path: str, head: bytes, err: Exception, digest: bytes) -> ImageRecord:
     """The record of a file Pillow could not open or decode: ``truncated`` when the file
     starts with a known image signature (or the decoder says so), else ``unreadable``."""
     text = str(err) or type(err).__name__
-    if isinstance(err, EOFError) or "truncat" in text.lower() or has_image_signature(data):
-        return ImageRecord(path, "truncated", f"truncated or damaged image data: {text}", digest)
-    return ImageRecord(path, "unreadable", f"not an image: {text}", digest)
+    if isinstance(err, EOFError) or "truncat" in text.lower() or has_image_signature(head):
+        return ImageRecord(path, QualityIssue.TRUNCATED,
+                           f"truncated or damaged image data: {text}", digest)
+    return ImageRecord(path, QualityIssue.UNREADABLE, f"not an image: {text}", digest)
+
+
+def _digest(fh: IO[bytes]) -> bytes:
+    """First 8 bytes of the SHA-1 of the whole file, read in blocks (memory stays flat)."""
+    sha = hashlib.sha1(usedforsecurity=False)
+    fh.seek(0)
+    while block := fh.read(_HASH_BLOCK):
+        sha.update(block)
+    return sha.digest()[:8]
 
 
 def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478_485,
-               keep_image: bool = False) -> ImageRecord:
+               max_file_bytes: int = 512 * 1024 * 1024, keep_image: bool = False) -> ImageRecord:
     """Decode ``path`` and compute its features; never raises for a bad file (see module doc).
 
-    The file is read once: the digest, the decoder and ``file_size`` all use those bytes.
+    Before the file is read it must be a regular file (else ``unreadable``, "not a regular
+    file (FIFO)"), hold 1 to ``max_file_bytes`` bytes (``zero_byte``; ``unreadable``) and
+    start with an image signature (``unreadable``, "not an image"). The digest is computed in
+    blocks and Pillow decodes from the open file, so a large file costs no memory of its size.
     """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        return ImageRecord(path, "unreadable", f"cannot read: {err.strerror or err}")
-    if not data:
-        return ImageRecord(path, "zero_byte", "file is empty")
-    digest = hashlib.sha1(data, usedforsecurity=False).digest()[:8]
-    with warnings.catch_warnings():
+    opened = _open_checked(path, max_file_bytes)
+    if isinstance(opened, ImageRecord):
+        return opened
+    fh, size, head = opened
+    with fh, warnings.catch_warnings():
+        digest = _digest(fh)
+        fh.seek(0)
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(fh)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            return ImageRecord(path, "unreadable", f"decompression bomb: {err}", digest)
+            return ImageRecord(path, QualityIssue.UNREADABLE, f"decompression bomb: {err}", digest)
         except Exception as err:  # Pillow raises many types for garbage input
-            return _failure(path, data, err, digest)
+            return _failure(path, head, err, digest)
         width, height = img.size
         if width * height > max_image_pixels:
             return ImageRecord(
-                path, "unreadable",
+                path, QualityIssue.UNREADABLE,
                 f"{width}x{height} exceeds max_image_pixels={max_image_pixels}", digest,
             )
         fmt = (img.format or "unknown").upper()
@@ -214,9 +225,10 @@ def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478
                 img.draft(None, (math.ceil(width / factor), math.ceil(height / factor)))
             img.load()
         except (EOFError, OSError, SyntaxError, ValueError) as err:
-            return _failure(path, data, err, digest)
+            return _failure(path, head, err, digest)
         except Exception as err:  # a decoder bug on hostile input must not stop the night
-            return ImageRecord(path, "unreadable", f"{type(err).__name__}: {err}", digest)
+            return ImageRecord(path, QualityIssue.UNREADABLE, f"{type(err).__name__}: {err}",
+                               digest)
     try:
         factor = max(1, round(width / img.size[0]))
         rgb = to_rgb8(img)
@@ -229,17 +241,57 @@ def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478
         if orientation in _TRANSPOSE:
             rgb = rgb.transpose(_TRANSPOSE[orientation])
     except Exception as err:
-        return ImageRecord(path, "unreadable", f"cannot convert mode {mode}: {err}", digest)
+        return ImageRecord(path, QualityIssue.UNREADABLE, f"cannot convert mode {mode}: {err}",
+                           digest)
     values, histogram = _features(rgb, factor)
     values[_QUALITY] = quality
     values[_WIDTH] = width
     values[_HEIGHT] = height
     values[_ASPECT] = width / height
-    values[_FILE_SIZE] = len(data)
+    values[_FILE_SIZE] = size
     return ImageRecord(
         path, None, "", digest, values, (fmt, mode, f"{width}x{height}"), histogram,
         rgb if keep_image else None,
     )
+
+
+def _open_checked(path: str, max_file_bytes: int) -> tuple[IO[bytes], int, bytes] | ImageRecord:
+    """``(open file, size, first bytes)`` of an image file worth decoding, else the record of
+    why it is not (see ``read_image``); only the first bytes have been read."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return ImageRecord(path, QualityIssue.UNREADABLE,
+                               f"not a regular file ({file_kind(info.st_mode)})")
+        # O_NONBLOCK: a path swapped for a FIFO since the stat opens at once instead of
+        # waiting for a writer (and is turned away below); a regular file reads as usual.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        return ImageRecord(path, QualityIssue.UNREADABLE, f"cannot read: {err.strerror or err}")
+    fh = os.fdopen(fd, "rb")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            record = ImageRecord(path, QualityIssue.UNREADABLE,
+                                 f"not a regular file ({file_kind(info.st_mode)})")
+        elif info.st_size > max_file_bytes:
+            record = ImageRecord(
+                path, QualityIssue.UNREADABLE,
+                f"file is {info.st_size:,} bytes, over max_file_bytes={max_file_bytes:,}",
+            )
+        else:
+            head = fh.read(_HEAD_BYTES)
+            if not head:
+                record = ImageRecord(path, QualityIssue.ZERO_BYTE, "file is empty")
+            elif not looks_like_image(head):
+                record = ImageRecord(path, QualityIssue.UNREADABLE,
+                                     f"not an image: no image signature (starts {head[:8]!r})")
+            else:
+                return fh, info.st_size, head
+    except OSError as err:
+        record = ImageRecord(path, QualityIssue.UNREADABLE, f"cannot read: {err.strerror or err}")
+    fh.close()
+    return record
 
 
 def to_rgb8(img: Image.Image) -> Image.Image:
@@ -276,37 +328,40 @@ def _features(rgb: Image.Image, factor: int) -> tuple[npt.NDArray[np.float64],
     luma_hist = sums.luma_hist.astype(np.float64)
     n = luma_hist.sum()
     mean = float(_LEVELS @ luma_hist / n)
-    out[_AT["brightness"]] = mean
-    out[_AT["contrast"]] = math.sqrt(max(0.0, float((_LEVELS - mean) ** 2 @ luma_hist / n)))
-    out[_AT["luma_p99"]] = float(np.searchsorted(np.cumsum(luma_hist), 0.99 * n))
+    out[_AT[ImageFeature.BRIGHTNESS]] = mean
+    out[_AT[ImageFeature.CONTRAST]] = math.sqrt(
+        max(0.0, float((_LEVELS - mean) ** 2 @ luma_hist / n)))
+    out[_AT[ImageFeature.LUMA_P99]] = float(np.searchsorted(np.cumsum(luma_hist), 0.99 * n))
     channel_means = sums.histogram.astype(np.float64) @ _LEVELS / n
-    out[_AT["mean_r"]:_AT["mean_b"] + 1] = channel_means
+    out[_AT[ImageFeature.MEAN_R]:_AT[ImageFeature.MEAN_B] + 1] = channel_means
     # Channel shares of the light: unlike the channel means they do not move with exposure,
     # and unlike a per-pixel c / (r + g + b) averaged over the image (deepchecks' "relative
     # intensity") they do not move with the share of black pixels, so a colour cast stands
     # out against image-to-image exposure and framing (bench/results/detection.md).
     light = float(channel_means.sum())
     if light > 0.0:
-        out[_AT["red_share"]:_AT["blue_share"] + 1] = channel_means / light
+        out[_AT[ImageFeature.RED_SHARE]:_AT[ImageFeature.BLUE_SHARE] + 1] = channel_means / light
     boxes = sums.boxes
-    out[_AT["saturation"]] = float(sums.saturation_num @ _INV_LEVELS) / boxes
+    out[_AT[ImageFeature.SATURATION]] = float(sums.saturation_num @ _INV_LEVELS) / boxes
     # Colourfulness (Hasler & Süsstrunk) of rg = r - g and yb = (r + g) / 2 - b, from the
     # exact sums of rg and of 2 yb.
     rg_mean, yb_mean = sums.rg_sum / boxes, sums.yb_sum / (2 * boxes)
     rg_var = (boxes * sums.rg_sq - sums.rg_sum**2) / boxes**2
     yb_var = (boxes * sums.yb_sq - sums.yb_sum**2) / (4 * boxes**2)
-    out[_AT["colorfulness"]] = (math.hypot(math.sqrt(rg_var), math.sqrt(yb_var))
+    out[_AT[ImageFeature.COLORFULNESS]] = (math.hypot(math.sqrt(rg_var), math.sqrt(yb_var))
                                 + 0.3 * math.hypot(rg_mean, yb_mean))
     p = luma_hist[luma_hist > 0] / n
-    out[_AT["entropy"]] = max(0.0, float(-(p * np.log2(p)).sum()))
+    out[_AT[ImageFeature.ENTROPY]] = max(0.0, float(-(p * np.log2(p)).sum()))
     h, w = sums.height, sums.width
     if h >= 3 and w >= 3:
         count = (h - 2) * (w - 2)
-        out[_AT["sharpness"]] = max(0.0, (count * sums.lap_sq - sums.lap_sum**2) / count**2)
-        out[_AT["noise_level"]] = math.sqrt(math.pi / 2.0) * sums.noise_abs / (6.0 * count)
-    out[_AT["high_freq_energy"]] = _haar_detail_share(sums)
+        out[_AT[ImageFeature.SHARPNESS]] = max(
+            0.0, (count * sums.lap_sq - sums.lap_sum**2) / count**2)
+        out[_AT[ImageFeature.NOISE_LEVEL]] = (
+            math.sqrt(math.pi / 2.0) * sums.noise_abs / (6.0 * count))
+    out[_AT[ImageFeature.HIGH_FREQ_ENERGY]] = _haar_detail_share(sums)
     period = max(1, 8 // factor)
-    out[_AT["blockiness"]] = 1.0 if period < 2 else _blockiness(
+    out[_AT[ImageFeature.BLOCKINESS]] = 1.0 if period < 2 else _blockiness(
         sums.col_steps.astype(np.float32) / np.float32(h),
         sums.row_steps.astype(np.float32) / np.float32(w), period)
     return out, sums.histogram

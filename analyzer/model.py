@@ -6,12 +6,22 @@ single-input NHWC image classifier: float32, uint8 or int8 input and output, any
 so `Classifier.predict` always returns float64 probability rows that sum to 1.
 
 Runtime: `ai-edge-litert` (works with numpy 1 and 2); `tflite_runtime` is used only when it is
-what is installed (it needs numpy < 2, see PITFALLS.md).
+what is installed (it needs numpy < 2, see PITFALLS.md). What the runtime's C++ code prints
+while a model loads ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.") is written
+straight to file descriptor 2, past Python's logging, and ai-edge-litert ignores
+`TF_CPP_MIN_LOG_LEVEL` for it: `Classifier.load` captures that descriptor and re-emits each
+line as a debug record (`model.runtime_printed`) of the `analyzer` logger.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +36,8 @@ try:
     from ai_edge_litert.interpreter import Interpreter
 except ImportError:  # pragma: no cover - depends on what is installed
     from tflite_runtime.interpreter import Interpreter
+
+logger = logging.getLogger("analyzer")
 
 TFLITE_IDENTIFIER = b"TFL3"
 """Flatbuffer file identifier every TFLite model carries at bytes 4..8."""
@@ -173,10 +185,13 @@ class Classifier:
         path = Path(path)
         options = options or ModelOptions()
         content = _read_model_bytes(path)
-        interpreter = _make_interpreter(path, content, options.num_threads)
-        _check_signature(path, interpreter, options)
-        interpreter, capacity = _fit_batch(path, content, interpreter, options)
-        return cls(path, options, interpreter, capacity)
+        # The runtime prints while it allocates tensors (the delegate is created then), which
+        # happens in each of these steps; the probe in __init__ invokes the model.
+        with _runtime_output_logged(path):
+            interpreter = _make_interpreter(path, content, options.num_threads)
+            _check_signature(path, interpreter, options)
+            interpreter, capacity = _fit_batch(path, content, interpreter, options)
+            return cls(path, options, interpreter, capacity)
 
     def __reduce__(self) -> tuple[Any, tuple[Path, ModelOptions]]:
         """Pickle as (path, options): the interpreter is rebuilt by loading the file again."""
@@ -243,7 +258,8 @@ class Classifier:
         if quant.scale > 0:
             real = real / quant.scale + quant.zero_point
         info = np.iinfo(self._input_dtype)
-        return np.clip(np.rint(real), info.min, info.max).astype(self._input_dtype)
+        clipped: npt.NDArray[np.floating[Any]] = np.clip(np.rint(real), info.min, info.max)
+        return clipped.astype(self._input_dtype)
 
     def _probe_outputs(self) -> bool:
         """Whether the model already outputs probabilities, decided once from probe inputs.
@@ -305,6 +321,39 @@ class Classifier:
         total = probs.sum(axis=1, keepdims=True)
         uniform = np.full_like(probs, 1.0 / self.num_classes)
         return np.where(total > 0, probs / np.where(total > 0, total, 1.0), uniform)
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextmanager
+def _runtime_output_logged(model: Path) -> Iterator[None]:
+    """Send what is written to file descriptor 2 inside the block to the log, not stderr.
+
+    Descriptor 2 points at a temporary file meanwhile (a file, unlike a pipe, never fills
+    and blocks the writer); each non-blank line is then logged at debug level. The swap is
+    process-wide, so it is kept to model loading, under a lock; should descriptor 2 be
+    closed or not duplicable, the block runs as it is.
+    """
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        try:
+            if sys.stderr is not None:
+                sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):
+            yield
+            return
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode("utf-8", "replace").splitlines():
+                if line.strip():
+                    logger.debug("model.runtime_printed",
+                                 extra={"model": str(model), "text": line.strip()})
 
 
 def _read_model_bytes(path: Path) -> bytes:

@@ -13,10 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from analyzer.contract import SettingValue
 from analyzer.errors import AnalyzerError
 
 ProgressCallback = Callable[[int, int], None]
-"""Called as ``callback(done, total)`` after each chunk of files is folded in."""
+"""Called as ``callback(done, total)`` after each chunk of files is folded in, and about every
+half second while worker processes are busy; what it raises ends the run (and its workers)."""
 
 #: ``ModelOptions`` field names (analyzer/model.py); kept here so the split needs no model import.
 MODEL_OPTION_NAMES = frozenset(
@@ -85,7 +87,15 @@ class AnalyzerOptions:
         while decoding). Width, height and file size are always the file's true values.
     max_image_pixels: larger images are not decoded and counted as unreadable
         (decompression-bomb guard; Pillow's own default).
+    max_file_bytes: larger files are not read and counted as unreadable. 512 MiB: twice an
+        uncompressed 8-bit RGB image of ``max_image_pixels`` and far above any compressed
+        photo, yet it turns a stray multi-GB file away before it costs a minute of reading;
+        raise it for uncompressed 16-bit scans. Files are never held in memory whole.
     follow_symlinks_outside: analyse symlinked files whose target is outside the folder.
+        Off by default: a night folder is what the upstream job wrote, and a link out of it
+        (a mistake, or a way to make the service read elsewhere) is reported as unreadable.
+        Turn it on for datasets made of links (driftd: ``[analysis]
+        follow_symlinks_outside = true``).
     progress: ``"auto"`` (tqdm bar on a TTY, ``analysis.progress`` log events otherwise),
         ``"bar"``, ``"log"`` or ``"off"``.
     progress_callback: optional ``callback(done, total)`` (e.g. the daemon's watchdog).
@@ -113,6 +123,7 @@ class AnalyzerOptions:
     chunk_size: int = 32
     max_side: int = 512
     max_image_pixels: int = 89_478_485
+    max_file_bytes: int = 512 * 1024 * 1024
     follow_symlinks_outside: bool = False
     progress: str = "auto"
     progress_callback: ProgressCallback | None = field(default=None, compare=False)
@@ -132,7 +143,7 @@ class AnalyzerOptions:
                     "and non-negative"
                 )
         for name in ("min_samples", "reservoir_size", "histogram_bins", "chunk_size", "max_side",
-                     "permutations"):
+                     "permutations", "max_file_bytes"):
             if getattr(self, name) < 1:
                 raise AnalyzerError(f"option {name}={getattr(self, name)!r} must be >= 1")
         if 256 % self.histogram_bins:
@@ -151,7 +162,7 @@ class AnalyzerOptions:
         """``workers`` resolved: ``os.cpu_count()`` when unset."""
         return self.workers or os.cpu_count() or 1
 
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, SettingValue]:
         """The thresholds as a JSON-serialisable dict (the report's ``settings``)."""
         skip = {"progress_callback", "progress", "workers", "chunk_size"}
         return {

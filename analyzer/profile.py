@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from analyzer.contract import ISSUES, Category
 from analyzer.errors import BaselineError
-from analyzer.images import ISSUES
 
 PROFILE_VERSION = 1
 PROFILE_KIND = "driftd.profile"
@@ -205,7 +205,7 @@ class Profile:
         if self.model is not None:
             # Every class must keep its own count: folding the classes seen after the first
             # MAX_CATEGORIES into OTHER would compare different class sets night by night.
-            classes = self.categories.setdefault("predicted_class", Categories())
+            classes = self.categories.setdefault(Category.PREDICTED_CLASS, Categories())
             classes.limit = max(classes.limit, self.model.num_classes)
 
     @property
@@ -274,8 +274,8 @@ class Profile:
                 "image_count": self.image_count,
                 "total_files": self.total_files,
                 "data_dir": self.data_dir,
-                "formats": dict(self.categories.get("format", Categories()).counts),
-                "modes": dict(self.categories.get("mode", Categories()).counts),
+                "formats": dict(self.categories.get(Category.FORMAT, Categories()).counts),
+                "modes": dict(self.categories.get(Category.MODE, Categories()).counts),
             },
             "model": None if self.model is None else {
                 "name": self.model.name, "labels": list(self.model.labels)},

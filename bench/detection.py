@@ -570,16 +570,27 @@ def markdown(summary: dict[str, Any], config: Config, fit_seconds: dict[str, flo
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| **suite mean** | " + " | ".join(
         f"**{_pct(summary[s][d]['suite_mean'])}**" for s in shifted for d in dets) + " |")
+    calibrated = {s: [r for r in refs if summary[s][r]["false_alarm_rate"] <= ALPHA]
+                  for s in shifted}
+    excluded = [f"{r} at n={s} ({_pct(summary[s][r]['false_alarm_rate'])})"
+                for s in shifted for r in refs if r not in calibrated[s]]
     lines += ["", "### Per shift family: driftd against the better reference", "",
+              "Best reference among those whose own false-alarm rate at that size is at most "
+              f"{ALPHA:.0%} (a detector that alarms on clean nights detects shifts by chance as "
+              "often); the best of all references in brackets where it differs."
+              + (f" Not calibrated: {', '.join(excluded)}." if excluded else ""), "",
               "| family | " + " | ".join(f"n={s}: driftd / best ref" for s in shifted) + " |",
               "|---|" + "---:|" * len(shifted)]
     for family in summary[shifted[0]][dets[0]]["family_rate"]:
         cells = []
         for s in shifted:
             ours = summary[s].get("driftd", {}).get("family_rate", {}).get(family)
-            best = max((summary[s][r]["family_rate"][family] for r in refs), default=None)
+            rates = {r: summary[s][r]["family_rate"][family] for r in refs}
+            best = max((rates[r] for r in calibrated[s]), default=None)
+            best_all = max(rates.values(), default=None)
             mark = "" if ours is None or best is None else (" ✓" if ours >= best else " ✗")
-            cells.append(f"{_pct(ours)} / {_pct(best)}{mark}")
+            extra = f" ({_pct(best_all)})" if best_all is not None and best_all != best else ""
+            cells.append(f"{_pct(ours)} / {_pct(best)}{extra}{mark}")
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
     lines += ["", "### Wall time", "",
               "| detector | " + " | ".join(f"s/night n={s}" for s in sizes)
@@ -740,6 +751,20 @@ def build_detectors(names: Sequence[str], model: Path | None,
     return detectors
 
 
+def render(saved: Path, out: Path) -> int:
+    """Rewrite ``out`` (Markdown) from a run's saved JSON: same records, current tables."""
+    data = json.loads(saved.read_text())
+    config = Config(**data["config"])
+    records = [Record(**r) for r in data["records"]]
+    description = data.get("description", config.source)
+    text = (markdown(summarise(records, config), config, data["fit_seconds"],
+                     data["total_seconds"], description)
+            + "\n" + replay_markdown(records, config))
+    out.write_text(keep_reading(out, text))
+    print(text)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the tables, write Markdown and JSON. Returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -766,12 +791,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="DatasetAnalyzer option override, repeatable (e.g. workers=1)")
     parser.add_argument("--detectors", default="driftd,bbsd,properties")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="rewrite the Markdown of a finished run from its JSON (no new "
+                        "nights), e.g. after a change to the tables")
     parser.add_argument("--quick", action="store_true",
                         help="fewer trials and no-shift nights, for iteration")
     parser.add_argument("--out", type=Path, default=None,
                         help="Markdown output (default bench/results/detection-SOURCE.md); "
                         "the JSON goes beside it with .json")
     args = parser.parse_args(argv)
+    if args.render is not None:
+        return render(args.render, args.out or args.render.with_suffix(".md"))
     # Run as a script from a checkout: import the working tree's analyzer, not an installed one.
     sys.path.insert(0, str(REPO_ROOT))
     if args.trials is None:
@@ -815,7 +845,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(keep_reading(out, text))
     out.with_suffix(".json").write_text(json.dumps(
-        {"config": asdict(config), "summary": summary, "fit_seconds": fit_seconds,
+        {"config": asdict(config), "description": source.description,
+         "summary": summary, "fit_seconds": fit_seconds,
          "total_seconds": total, "records": [asdict(r) for r in records]}, indent=1))
     return 0
 

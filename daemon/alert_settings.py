@@ -1,8 +1,8 @@
-"""``[alerts]``, ``[alerts.*]``, ``[[alerts.silences]]`` and ``[retrain]`` config sections.
+"""``[alerts]`` and ``[[alerts.silences]]``: which channels get alerts, and when not.
 
 Pydantic models embedded in ``daemon.config.Settings``; unknown keys are rejected, secrets are
-``SecretStr`` (they never appear in ``repr`` or validation errors). ``to_config()`` turns a
-section into the plain frozen config object its ``sinks`` transport takes.
+``SecretStr`` (they never appear in ``repr`` or validation errors). Each channel's own table
+(``[alerts.slack]`` …, ``[retrain]``) is its model in ``daemon.channels``.
 
 Example::
 
@@ -25,188 +25,28 @@ Example::
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Literal, overload
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from analyzer.severity import Severity
-from sinks.email import EmailConfig
-from sinks.pagerduty import DEFAULT_EVENTS_URL, PagerDutyConfig
-from sinks.retrain import RetrainConfig
-from sinks.slack import SlackConfig
+from daemon.channels import CHANNELS, Channel, ConsoleChannel, RetrainSettings
+from daemon.channels.email import EmailSettings
+from daemon.channels.pagerduty import PagerDutySettings
+from daemon.channels.slack import SlackSettings
+from daemon.config_types import ConfigSection
+from daemon.defaults import (
+    ALERT_MAX_ATTEMPTS,
+    BACKOFF_BASE_S,
+    BACKOFF_CAP_S,
+    CONSOLE_ALERTS,
+    MONITOR,
+    SEND_TIMEOUT_S,
+)
 
-#: Channel names a silence may list (the keys of ``daemon.alerts.TRANSPORTS``).
-CHANNELS = ("console", "slack", "email", "pagerduty", "retrain")
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-@overload
-def non_empty_secret(value: SecretStr) -> SecretStr: ...
-@overload
-def non_empty_secret(value: None) -> None: ...
-@overload
-def non_empty_secret(value: SecretStr | None) -> SecretStr | None: ...
-def non_empty_secret(value: SecretStr | None) -> SecretStr | None:
-    """Refuse an empty (or blank) secret: it can only be a mistake, and fails late otherwise."""
-    if value is not None and not value.get_secret_value().strip():
-        raise ValueError("empty; set the secret (or remove the key and its credential file)")
-    return value
+__all__ = ["AlertsSettings", "RetrainSettings", "Silence"]
 
 
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(url: str, *, what: str, example: str, secret: bool) -> str:
-    """``url`` when it is a strict ``https://host/...`` URL (``http://`` only to a loopback
-    host, for local relays and tests); raise ``ValueError`` naming the problem otherwise.
-
-    No whitespace or control characters anywhere (an HTTP client would put them on the
-    request line, or refuse them in an error that quotes the URL). The message quotes the
-    value only when ``secret`` is false.
-    """
-    shown = "" if secret else f" {url!r}"
-    bad = next((c for c in url if c.isspace() or ord(c) < 32 or ord(c) == 127), None)
-    if bad is not None:
-        raise ValueError(
-            f"{what}{shown} contains whitespace or a control character "
-            f"(U+{ord(bad):04X}); remove it (check the credential file for stray "
-            "spaces or line breaks)"
-        )
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        raise ValueError(f"{what}{shown} is not a valid URL; use e.g. {example}") from None
-    if parts.scheme not in ("https", "http") or not host:
-        raise ValueError(f"{what}{shown} must be an https:// URL with a host, e.g. {example}")
-    if parts.scheme == "http" and not is_loopback_host(host):
-        raise ValueError(
-            f"{what}{shown} uses http:// to a non-loopback host; use https:// "
-            "(http:// is accepted only for 127.0.0.1, ::1 or localhost)"
-        )
-    return url
-
-
-class SlackSettings(_Section):
-    """``[alerts.slack]``: an incoming webhook; alerts at ``min_severity`` and above."""
-
-    webhook_url: SecretStr
-    min_severity: Severity = Severity.LOW
-    enabled: bool = True
-    timeout_s: float = Field(default=10.0, gt=0)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _https(cls, value: SecretStr) -> SecretStr:
-        non_empty_secret(value)
-        check_url(value.get_secret_value(), what="webhook_url",
-                  example="https://hooks.slack.com/services/…", secret=True)
-        return value
-
-    def to_config(self) -> SlackConfig:
-        return SlackConfig(
-            webhook_url=self.webhook_url.get_secret_value(), timeout_s=self.timeout_s
-        )
-
-
-class EmailSettings(_Section):
-    """``[alerts.email]``: SMTP with STARTTLS (default) or implicit TLS (``ssl = true``)."""
-
-    host: str
-    port: int = Field(default=587, ge=1, le=65535)
-    starttls: bool = True
-    ssl: bool = False
-    ca_file: str | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    sender: str
-    recipients: list[str] = Field(min_length=1)
-    min_severity: Severity = Severity.MEDIUM
-    enabled: bool = True
-    timeout_s: float = Field(default=20.0, gt=0)
-
-    @field_validator("recipients", mode="before")
-    @classmethod
-    def _comma_list(cls, value: object) -> object:
-        # DRIFTD_ALERTS__EMAIL__RECIPIENTS="a@x.org, b@x.org" (a JSON list works too).
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("password")
-    @classmethod
-    def _password_set(cls, value: SecretStr | None) -> SecretStr | None:
-        return non_empty_secret(value)
-
-    @model_validator(mode="after")
-    def _one_tls_mode(self) -> EmailSettings:
-        if self.ssl and self.starttls:
-            raise ValueError(
-                "ssl (implicit TLS, port 465) and starttls (port 587) are exclusive; "
-                "set starttls = false when ssl = true"
-            )
-        if self.password is not None and self.username is None:
-            raise ValueError("password is set but username is not; set username too")
-        return self
-
-    def to_config(self) -> EmailConfig:
-        return EmailConfig(
-            host=self.host,
-            port=self.port,
-            sender=self.sender,
-            recipients=tuple(self.recipients),
-            username=self.username,
-            password=self.password.get_secret_value() if self.password else None,
-            starttls=self.starttls,
-            ssl=self.ssl,
-            ca_file=self.ca_file,
-            timeout_s=self.timeout_s,
-        )
-
-
-class PagerDutySettings(_Section):
-    """``[alerts.pagerduty]``: Events API v2 integration key; pages at ``high`` by default."""
-
-    routing_key: SecretStr
-    events_url: str = DEFAULT_EVENTS_URL
-    min_severity: Severity = Severity.HIGH
-    enabled: bool = True
-    timeout_s: float = Field(default=10.0, gt=0)
-
-    @field_validator("routing_key")
-    @classmethod
-    def _key_set(cls, value: SecretStr) -> SecretStr:
-        return non_empty_secret(value)
-
-    @field_validator("events_url")
-    @classmethod
-    def _https(cls, value: str) -> str:
-        return check_url(value, what="events_url", secret=False,
-                         example="https://events.pagerduty.com/v2/enqueue")
-
-    def to_config(self) -> PagerDutyConfig:
-        return PagerDutyConfig(
-            routing_key=self.routing_key.get_secret_value(),
-            events_url=self.events_url,
-            timeout_s=self.timeout_s,
-        )
-
-
-class Silence(_Section):
+class Silence(ConfigSection):
     """``[[alerts.silences]]``: no sending while it applies (logged as ``alert.silenced``).
 
     A silence applies to an alert when the alert's folder date or the time of planning falls
@@ -216,7 +56,7 @@ class Silence(_Section):
 
     start: datetime | date
     end: datetime | date
-    channels: list[str] = []
+    channels: list[str] = Field(default_factory=list)
     reason: str = ""
 
     @field_validator("start", "end", mode="before")
@@ -277,7 +117,7 @@ def _instant(value: datetime | date, *, end: bool) -> datetime:
     return midnight + timedelta(days=1) if end else midnight
 
 
-class AlertsSettings(_Section):
+class AlertsSettings(ConfigSection):
     """``[alerts]``: channels, silences and delivery policy.
 
     ``console`` prints alerts to stdout when no other channel is configured (the embedded
@@ -286,77 +126,42 @@ class AlertsSettings(_Section):
     in [0.5, 1]) up to ``max_attempts`` tries, then recorded as dead.
     """
 
-    monitor: str = Field(default="driftd", min_length=1, max_length=200)
+    monitor: str = Field(default=MONITOR, min_length=1, max_length=200)
     slack: SlackSettings | None = None
     email: EmailSettings | None = None
     pagerduty: PagerDutySettings | None = None
-    console: bool = True
-    silences: list[Silence] = []
+    console: bool = CONSOLE_ALERTS
+    silences: list[Silence] = Field(default_factory=list)
     report_base_url: str | None = None
-    max_attempts: int = Field(default=8, ge=1)
-    backoff_base_s: float = Field(default=30.0, gt=0)
-    backoff_cap_s: float = Field(default=3600.0, gt=0)
-    send_timeout_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=ALERT_MAX_ATTEMPTS, ge=1)
+    backoff_base_s: float = Field(default=BACKOFF_BASE_S, gt=0)
+    backoff_cap_s: float = Field(default=BACKOFF_CAP_S, gt=0)
+    send_timeout_s: float = Field(default=SEND_TIMEOUT_S, gt=0)
 
+    def configured(self, retrain: RetrainSettings) -> dict[str, Channel]:
+        """Every channel with a table (switched on or not), by name in ``CHANNELS`` order;
+        the console while ``console`` is true, the retraining trigger from ``retrain``."""
+        found: dict[str, Channel] = {}
+        for name, kind in CHANNELS.items():
+            section: object
+            if kind is ConsoleChannel:
+                section = ConsoleChannel() if self.console else None
+            elif kind is RetrainSettings:
+                section = retrain
+            else:
+                section = getattr(self, name)
+            if isinstance(section, Channel):
+                found[name] = section
+        return found
 
-class RetrainSettings(_Section):
-    """``[retrain]``: the retraining trigger (off unless ``command`` or ``url`` is set).
+    def secrets(self, retrain: RetrainSettings) -> list[str]:
+        """Every configured channel secret (a channel switched off still has its secrets),
+        for redacting text before it is stored, logged or printed."""
+        return [s for c in self.configured(retrain).values() for s in c.secrets() if s]
 
-    ``command`` is an argv list run without a shell; ``{report_json}``, ``{severity}``,
-    ``{partition}`` and ``{report_url}`` in it are replaced, and the same values are in the
-    environment as ``DRIFTD_REPORT_JSON`` etc. ``url`` is POSTed the report summary as JSON
-    (``token`` as a bearer token). On high severity it runs at once (``on_high = "now"``);
-    on medium it is scheduled for the next ``medium_at`` (HH:MM, UTC) unless
-    ``on_medium = "off"``. It never runs twice for the same folder date.
-    """
-
-    command: list[str] | None = Field(default=None, min_length=1)
-    url: str | None = None
-    token: SecretStr | None = None
-    on_high: Literal["now", "off"] = "now"
-    on_medium: Literal["schedule", "now", "off"] = "schedule"
-    medium_at: str = "03:00"
-    timeout_s: float = Field(default=3600.0, gt=0)
-
-    @field_validator("url")
-    @classmethod
-    def _https(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        return check_url(value, what="url", example="https://ci.example.com/hooks/retrain",
-                         secret=True)
-
-    @field_validator("token")
-    @classmethod
-    def _token_set(cls, value: SecretStr | None) -> SecretStr | None:
-        return non_empty_secret(value)
-
-    @field_validator("medium_at")
-    @classmethod
-    def _hh_mm(cls, value: str) -> str:
-        try:
-            time.fromisoformat(value)
-        except ValueError:
-            raise ValueError(
-                f"medium_at {value!r} must be HH:MM (24 h, UTC), e.g. '03:00'"
-            ) from None
-        return value
-
-    @property
-    def enabled(self) -> bool:
-        """True when there is something to trigger."""
-        return bool(self.command or self.url)
-
-    def next_medium_run(self, now: datetime) -> datetime:
-        """The first ``medium_at`` (UTC) at or after ``now``."""
-        at = time.fromisoformat(self.medium_at)
-        moment = datetime.combine(now.astimezone(timezone.utc).date(), at, timezone.utc)
-        return moment if moment >= now else moment + timedelta(days=1)
-
-    def to_config(self) -> RetrainConfig:
-        return RetrainConfig(
-            command=tuple(self.command) if self.command else None,
-            url=self.url,
-            token=self.token.get_secret_value() if self.token else None,
-            timeout_s=self.timeout_s,
-        )
+    def channels(self, retrain: RetrainSettings) -> dict[str, Channel]:
+        """The channels that are switched on: ``configured`` minus those whose table says
+        ``enabled = false``, and minus the console when another channel gets drift alerts."""
+        on = {n: c for n, c in self.configured(retrain).items() if c.active()}
+        alerted = any(c.threshold() is not None and not c.FALLBACK for c in on.values())
+        return {n: c for n, c in on.items() if not (c.FALLBACK and alerted)}

@@ -19,97 +19,28 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Protocol, TextIO
+from typing import TextIO
 
 import structlog
 
+from analyzer.contract import DriftReport
 from analyzer.severity import Severity
-from daemon.alert_settings import AlertsSettings, RetrainSettings
-from sinks.console import ConsoleTransport
-from sinks.email import EmailTransport
+from daemon.alert_settings import AlertsSettings
+from daemon.channels import CHANNELS, ConsoleChannel, RetrainSettings, Transport
+from daemon.defaults import ALERT_MAX_ATTEMPTS, BACKOFF_BASE_S, BACKOFF_CAP_S, SEND_TIMEOUT_S
+from daemon.redact import Redactor
+from daemon.state import Outbox, OutboxAlert
 from sinks.errors import DeliveryError
+from sinks.files import REPORT_PREFIX, report_id_for
 from sinks.messages import AlertKind, AlertMessage
-from sinks.outbox import Outbox, OutboxAlert
-from sinks.pagerduty import PagerDutyTransport
-from sinks.retrain import RetrainTransport
-from sinks.slack import SlackTransport, webhook_secrets
-
-
-class Transport(Protocol):
-    """An alert channel: ``send`` returns on delivery or raises ``sinks.errors.DeliveryError``."""
-
-    def send(self, message: AlertMessage) -> None: ...
-
-
-TransportFactory = Callable[[AlertsSettings, RetrainSettings], Transport | None]
-
-
-def _slack(alerts: AlertsSettings, retrain: RetrainSettings) -> Transport | None:
-    if alerts.slack is None or not alerts.slack.enabled:
-        return None
-    return SlackTransport(alerts.slack.to_config())
-
-
-def _email(alerts: AlertsSettings, retrain: RetrainSettings) -> Transport | None:
-    if alerts.email is None or not alerts.email.enabled:
-        return None
-    return EmailTransport(alerts.email.to_config())
-
-
-def _pagerduty(alerts: AlertsSettings, retrain: RetrainSettings) -> Transport | None:
-    if alerts.pagerduty is None or not alerts.pagerduty.enabled:
-        return None
-    return PagerDutyTransport(alerts.pagerduty.to_config())
-
-
-def _console(alerts: AlertsSettings, retrain: RetrainSettings) -> Transport | None:
-    return ConsoleTransport() if console_active(alerts) else None
-
-
-def _retrain(alerts: AlertsSettings, retrain: RetrainSettings) -> Transport | None:
-    return RetrainTransport(retrain.to_config()) if retrain.enabled else None
-
-
-#: Channel name (as in config and outbox keys) → builder returning None when not configured.
-TRANSPORTS: dict[str, TransportFactory] = {
-    "console": _console,
-    "slack": _slack,
-    "email": _email,
-    "pagerduty": _pagerduty,
-    "retrain": _retrain,
-}
-
-#: The console's threshold (it has no config of its own).
-CONSOLE_MIN_SEVERITY = Severity.LOW
-
-
-def console_active(alerts: AlertsSettings) -> bool:
-    """True when alerts go to stdout: ``console`` is on and no other channel is enabled."""
-    others = (alerts.slack, alerts.email, alerts.pagerduty)
-    return alerts.console and not any(o is not None and o.enabled for o in others)
 
 
 def build_transports(
     alerts: AlertsSettings, retrain: RetrainSettings | None = None
 ) -> dict[str, Transport]:
-    """One transport per configured and enabled channel (``retrain`` included when set)."""
+    """One transport per channel that is switched on (``retrain`` included when set)."""
     retrain = retrain if retrain is not None else RetrainSettings()
-    built = {name: factory(alerts, retrain) for name, factory in TRANSPORTS.items()}
-    return {name: transport for name, transport in built.items() if transport is not None}
-
-
-def secret_values(alerts: AlertsSettings, retrain: RetrainSettings | None = None) -> list[str]:
-    """Every configured secret, for redacting error text before it is stored or logged."""
-    secrets = []
-    if alerts.slack is not None:
-        secrets += webhook_secrets(alerts.slack.webhook_url.get_secret_value())
-    if alerts.email is not None and alerts.email.password is not None:
-        secrets.append(alerts.email.password.get_secret_value())
-    if alerts.pagerduty is not None:
-        secrets.append(alerts.pagerduty.routing_key.get_secret_value())
-    if retrain is not None and retrain.token is not None:
-        secrets.append(retrain.token.get_secret_value())
-    return [s for s in secrets if s]
+    return {name: channel.transport() for name, channel in alerts.channels(retrain).items()}
 
 
 class AlertRouter:
@@ -122,18 +53,16 @@ class AlertRouter:
 
     def thresholds(self) -> dict[str, Severity]:
         """Each enabled alert channel → the lowest severity it is sent (never below low)."""
-        a = self._alerts
         out: dict[str, Severity] = {}
-        if console_active(a):
-            out["console"] = CONSOLE_MIN_SEVERITY
-        for name, section in (("slack", a.slack), ("email", a.email), ("pagerduty", a.pagerduty)):
-            if section is not None and section.enabled:
-                out[name] = max(section.min_severity, Severity.LOW)
+        for name, channel in self._alerts.channels(self._retrain).items():
+            threshold = channel.threshold()
+            if threshold is not None:
+                out[name] = threshold
         return out
 
     def plan(
         self,
-        report: Mapping[str, Any],
+        report: DriftReport,
         partition: date,
         now: datetime,
         *,
@@ -148,8 +77,8 @@ class AlertRouter:
         status ``silenced``. ``report_path`` (the report JSON) is passed to the retrain command.
         """
         base_url = self._alerts.report_base_url
-        report_id = str(report.get("report_id") or partition.strftime("%Y%m%d"))
-        url = f"{base_url.rstrip('/')}/monitor_report_{report_id}.html" if base_url else None
+        report_id = report.report_id or report_id_for(partition)
+        url = f"{base_url.rstrip('/')}/{REPORT_PREFIX}{report_id}.html" if base_url else None
 
         def message(kind: AlertKind) -> AlertMessage:
             return AlertMessage.from_report(
@@ -165,7 +94,7 @@ class AlertRouter:
                 planned.append((channel, message("resolve"), now))
         retrain_at = self._retrain_time(severity, now)
         if retrain_at is not None:
-            planned.append(("retrain", message("retrain"), retrain_at))
+            planned.append((RetrainSettings.NAME, message("retrain"), retrain_at))
         return [self._alert(channel, msg, partition, due, now) for channel, msg, due in planned]
 
     def plan_failure(
@@ -258,10 +187,10 @@ class AlertDispatcher:
         *,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = _utcnow,
-        max_attempts: int = 8,
-        backoff_base_s: float = 30.0,
-        backoff_cap_s: float = 3600.0,
-        send_timeout_s: float = 60.0,
+        max_attempts: int = ALERT_MAX_ATTEMPTS,
+        backoff_base_s: float = BACKOFF_BASE_S,
+        backoff_cap_s: float = BACKOFF_CAP_S,
+        send_timeout_s: float = SEND_TIMEOUT_S,
         secrets: Sequence[str] = (),
     ) -> None:
         self._outbox = outbox
@@ -272,7 +201,7 @@ class AlertDispatcher:
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
         self._send_timeout_s = send_timeout_s
-        self._secrets = [s for s in secrets if s]
+        self._redactor = Redactor(secrets)
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
         self._log = structlog.get_logger()
@@ -297,7 +226,7 @@ class AlertDispatcher:
             backoff_base_s=alerts.backoff_base_s,
             backoff_cap_s=alerts.backoff_cap_s,
             send_timeout_s=alerts.send_timeout_s,
-            secrets=secret_values(alerts, retrain),
+            secrets=alerts.secrets(retrain),
         )
 
     def enqueue(self, alerts: Iterable[OutboxAlert]) -> int:
@@ -427,7 +356,7 @@ class AlertDispatcher:
 
         Never shorter than the receiver's ``retry_after``.
         """
-        exponential = min(self._backoff_cap_s, self._backoff_base_s * 2 ** (attempt - 1))
+        exponential = min(self._backoff_cap_s, self._backoff_base_s * 2.0 ** (attempt - 1))
         delay = exponential * self._rng.uniform(0.5, 1.0)
         return max(delay, retry_after or 0.0)
 
@@ -443,9 +372,7 @@ class AlertDispatcher:
         )
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "<redacted>")
-        return text
+        return self._redactor.text(text)
 
 
 def send_test_alert(
@@ -457,29 +384,26 @@ def send_test_alert(
     ``"sent"`` or ``"failed: <reason>"`` (or why the channel was not tried). The retraining
     trigger is never run by a test. ``stream`` receives console output (default stdout).
     """
-    names = [n for n in TRANSPORTS if n != "retrain"]
+    names = [name for name, kind in CHANNELS.items() if kind.TESTABLE]
     if channel is not None and channel not in names:
         return {channel: f"unknown channel; expected one of {', '.join(names)}"}
-    transports: dict[str, Transport] = {
-        name: t for name, t in build_transports(alerts).items() if name != "retrain"
-    }
-    if "console" in transports or channel == "console":
-        transports["console"] = ConsoleTransport(stream)
+    retrain = RetrainSettings()
+    channels = {n: c for n, c in alerts.channels(retrain).items() if c.TESTABLE}
+    if channel == ConsoleChannel.NAME and channel not in channels:
+        channels[channel] = ConsoleChannel()
     if channel is not None:
-        if channel not in transports:
+        if channel not in channels:
             return {channel: f"not configured; add an enabled [alerts.{channel}] table"}
-        transports = {channel: transports[channel]}
+        channels = {channel: channels[channel]}
     message = AlertMessage.test(monitor=alerts.monitor, report_url=alerts.report_base_url)
-    redact = secret_values(alerts)
+    redactor = Redactor(alerts.secrets(retrain))
     log = structlog.get_logger()
     results: dict[str, str] = {}
-    for name, transport in transports.items():
+    for name, section in channels.items():
         try:
-            transport.send(message)
+            section.transport(stream).send(message)
         except DeliveryError as err:
-            reason = str(err)
-            for secret in redact:
-                reason = reason.replace(secret, "<redacted>")
+            reason = redactor.text(str(err))
             results[name] = f"failed: {reason}"
             log.warning("alert.test_failed", channel=name, error=reason)
         else:

@@ -15,13 +15,17 @@ import sys
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-EXIT_OK = 0
-EXIT_DRIFT = 1
-EXIT_CONFIG = 2
-EXIT_RUNTIME = 3
-EXIT_PIPE = 141
+from daemon.exit_codes import EXIT_CONFIG, EXIT_DRIFT, EXIT_OK, EXIT_PIPE, EXIT_RUNTIME
+
+if TYPE_CHECKING:
+    from analyzer.contract import DriftReport
+    from analyzer.dataset import DatasetAnalyzer
+    from daemon.config import Settings
+    from daemon.scheduler import RunSummary
+
+    Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 CONFIG_HELP = "config file (default: $DRIFTD_CONFIG, else ./config.toml)"
 LOGS_ON_STDOUT = frozenset({"run"})
@@ -45,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(parent: Any, name: str, summary: str, details: str = "") -> Any:
+    def command(parent: Subcommands, name: str, summary: str, details: str = ""
+                ) -> argparse.ArgumentParser:
         return parent.add_parser(name, help=summary, parents=[common],
                                  description=f"{summary}. {details}".strip())
 
@@ -108,13 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
     test = command(alerts_sub, "test", "send a test alert to every configured channel (or one)")
     test.add_argument("--channel", metavar="NAME",
-                      help="only this channel: slack, email, pagerduty or console")
+                      help="only this channel: " + ", ".join(_testable_channels()))
 
     demo = command(sub, "demo", "end-to-end demo on bundled images and model",
                    "Needs no config file: builds one in --workdir.")
     demo.add_argument("--workdir", type=Path, default=Path("driftd-demo"), metavar="DIR",
                       help="where to build the demo (default: ./driftd-demo)")
     return parser
+
+
+def _testable_channels() -> list[str]:
+    from daemon.channels import CHANNELS
+
+    return [name for name, channel in CHANNELS.items() if channel.TESTABLE]
 
 
 def _day(text: str) -> date:
@@ -150,7 +161,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "demo":
         from daemon.demo import run_demo
 
-        return run_demo(args.workdir)
+        return run_demo(args.workdir, main)
 
     from daemon.config import ConfigError, secret_values
     from daemon.logs import configure_logging, get_logger
@@ -185,7 +196,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_RUNTIME
 
 
-def _settings(args: argparse.Namespace) -> Any:
+def _settings(args: argparse.Namespace) -> Settings:
     """The settings for ``args``; ``check --baseline`` runs on defaults when no config file
     exists (none given, none in $DRIFTD_CONFIG, no ./config.toml)."""
     from daemon.config import build_settings, config_path, load_settings
@@ -200,12 +211,13 @@ def _settings(args: argparse.Namespace) -> Any:
     return settings
 
 
-def _check_overrides(settings: Any, args: argparse.Namespace, default_out: Path) -> Any:
+def _check_overrides(settings: Settings, args: argparse.Namespace, default_out: Path
+                     ) -> Settings:
     """``settings`` with ``check``'s --baseline, --model and --out applied."""
-    data: dict[str, Any] = {"reports_dir": (args.out or default_out).resolve()}
+    data: dict[str, Path] = {"reports_dir": (args.out or default_out).resolve()}
     if args.baseline is not None:
         data["baseline"] = args.baseline.resolve()
-    model: dict[str, Any] = {}
+    model: dict[str, Path | None] = {}
     if args.model is not None:
         model = {"path": args.model.resolve(), "labels_path": None}
     return settings.model_copy(update={
@@ -214,7 +226,7 @@ def _check_overrides(settings: Any, args: argparse.Namespace, default_out: Path)
     })
 
 
-def _run(settings: Any, args: argparse.Namespace) -> int:
+def _run(settings: Settings, args: argparse.Namespace) -> int:
     from daemon.scheduler import Daemon
 
     daemon = Daemon(settings)
@@ -228,7 +240,7 @@ def _run(settings: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_problem(command: str, summary: Any, settings: Any) -> None:
+def _print_problem(command: str, summary: RunSummary, settings: Settings) -> None:
     from daemon.config import secret_values
     from daemon.redact import Redactor
 
@@ -236,29 +248,31 @@ def _print_problem(command: str, summary: Any, settings: Any) -> None:
           file=sys.stderr)
 
 
-def _analyzer(settings: Any, folder: Path, **extra: Any) -> Any:
+def _analyzer(settings: Settings, folder: Path, *, now: datetime | None = None,
+              report_id: str | None = None) -> DatasetAnalyzer:
     from analyzer.dataset import DatasetAnalyzer
     from daemon.config import analyzer_kwargs
 
     model = settings.model.path
     return DatasetAnalyzer(
-        folder, model_path=str(model) if model else None, **analyzer_kwargs(settings), **extra
+        folder, model_path=str(model) if model else None, now=now, report_id=report_id,
+        **analyzer_kwargs(settings),
     )
 
 
-def _baseline(settings: Any, args: argparse.Namespace) -> int:
+def _baseline(settings: Settings, args: argparse.Namespace) -> int:
     from sinks.files import atomic_write_bytes
 
-    baseline = _analyzer(settings, args.dir).analyze()
-    path = atomic_write_bytes(settings.data.baseline, json.dumps(baseline).encode("utf-8"))
-    count = baseline.get("dataset_info", {}).get("image_count")
-    print(f"baseline of {count} images written to {path}")
+    profile = _analyzer(settings, args.dir).profile()
+    data = json.dumps(profile.to_dict()).encode("utf-8")
+    path = atomic_write_bytes(settings.data.baseline, data)
+    print(f"baseline of {profile.image_count} images written to {path}")
     return EXIT_OK
 
 
-def _check(settings: Any, args: argparse.Namespace) -> int:
+def _check(settings: Settings, args: argparse.Namespace) -> int:
     from analyzer.errors import BaselineError, DatasetError, ModelError
-    from analyzer.html import generate_html_report
+    from analyzer.render import render_html
     from daemon.preflight import load_baseline_profile
     from sinks.files import REPORT_ID_RE, REPORT_ID_RULE, ReportFiles
 
@@ -274,41 +288,39 @@ def _check(settings: Any, args: argparse.Namespace) -> int:
         print(f"driftd check: {problems[0]}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        report = _analyzer(settings, args.dir, now=now, report_id=report_id).detect_drift(
+        report = _analyzer(settings, args.dir, now=now, report_id=report_id).drift_report(
             baseline)
     except (BaselineError, DatasetError, ModelError) as err:
         print(f"driftd check: {err}", file=sys.stderr)
         return EXIT_CONFIG
     files = ReportFiles(settings.data.reports_path)
     json_path = files.write_json(report_id, report)
-    html_path = files.write_html(report_id, lambda p: generate_html_report(report, p))
+    html_path = files.write_html(report_id, render_html(report))
     print(check_summary(str(args.dir), report))
     print(f"report: {json_path}\n        {html_path}")
-    return EXIT_DRIFT if report.get("overall_drift_detected") else EXIT_OK
+    return EXIT_DRIFT if report.overall_drift_detected else EXIT_OK
 
 
-def check_summary(folder: str, report: dict[str, Any]) -> str:
+def check_summary(folder: str, report: DriftReport) -> str:
     """The lines ``driftd check`` prints about ``report``: verdict, counts, largest changes."""
-    drifted = bool(report.get("overall_drift_detected"))
+    from analyzer.severity import Severity
+
+    drifted = report.overall_drift_detected
     lines = [
         f"{folder}: {'DRIFT' if drifted else 'no drift'} (severity "
-        f"{report.get('overall_severity')}), {report.get('current_image_count')} images "
-        f"against a baseline of {report.get('baseline_image_count')}",
-        f"  {report.get('drift_summary', '')}",
+        f"{report.overall_severity.value}), {report.current_image_count} images "
+        f"against a baseline of {report.baseline_image_count}",
+        f"  {report.drift_summary}",
     ]
-    tests = [t for section in ("pixel_distribution_drift", "confidence_drift",
-                               "class_distribution_drift")
-             for t in (report.get(section) or {}).get("tests") or []
-             if t.get("severity", "none") != "none"]
-    tests.sort(key=lambda t: -float(t.get("effect_size") or 0.0))
+    tests = sorted((t for t in report.tests if t.severity != Severity.NONE),
+                   key=lambda t: -t.effect_size)
     if tests:
         lines.append("  largest changes: " + ", ".join(
-            f"{t['feature']} {t['severity']} (effect {float(t['effect_size']):.2f})"
-            for t in tests[:5]))
+            f"{t.feature} {t.severity.value} (effect {t.effect_size:.2f})" for t in tests[:5]))
     return "\n".join(lines)
 
 
-def _backfill(settings: Any, args: argparse.Namespace) -> int:
+def _backfill(settings: Settings, args: argparse.Namespace) -> int:
     from daemon.scheduler import Daemon
 
     if args.end < args.start:
@@ -317,42 +329,41 @@ def _backfill(settings: Any, args: argparse.Namespace) -> int:
     days = [args.start + timedelta(days=i) for i in range((args.end - args.start).days + 1)]
     daemon = Daemon(settings)
     daemon.install_signal_handlers()
-    summary = daemon.backfill(days)
-    if summary.error:
-        _print_problem("backfill", summary, settings)
-        return EXIT_RUNTIME
-    for r in summary.results:
-        print(f"{r.partition}  {r.status:9}  {r.severity or '-':6}  {r.error or ''}")
-    return EXIT_RUNTIME if summary.count("failed") else EXIT_OK
+    return _results("backfill", daemon.backfill(days), settings)
 
 
-def _retry(settings: Any, args: argparse.Namespace) -> int:
+def _retry(settings: Settings, args: argparse.Namespace) -> int:
     """Fresh attempts for failed or given-up dates (done ones are left alone), run now."""
     from daemon.scheduler import Daemon
 
     daemon = Daemon(settings)
     daemon.install_signal_handlers()
-    summary = daemon.backfill(sorted(set(args.dates)), retry=True)
+    return _results("retry", daemon.backfill(sorted(set(args.dates)), retry=True), settings)
+
+
+def _results(command: str, summary: RunSummary, settings: Settings) -> int:
+    """Print one line per date of a ``backfill``/``retry`` run; its exit code."""
     if summary.error:
-        _print_problem("retry", summary, settings)
+        _print_problem(command, summary, settings)
         return EXIT_RUNTIME
     for r in summary.results:
         print(f"{r.partition}  {r.status:9}  {r.severity or '-':6}  {r.error or ''}")
     return EXIT_RUNTIME if summary.count("failed") else EXIT_OK
 
 
-def _status(settings: Any, args: argparse.Namespace) -> int:
+def _status(settings: Settings, args: argparse.Namespace) -> int:
     """A summary for people, or ``--json`` for scripts (whether or not stdout is a TTY: the
     output does not change under a pipe, so a script never parses the summary by accident)."""
     from daemon.scheduler import status_report
     from daemon.status import format_status
 
     status = status_report(settings)
-    print(json.dumps(status, indent=2, default=str) if args.json else format_status(status))
+    print(json.dumps(status.to_dict(), indent=2, default=str) if args.json
+          else format_status(status))
     return EXIT_OK
 
 
-def _config_check(settings: Any, args: argparse.Namespace) -> int:
+def _config_check(settings: Settings, args: argparse.Namespace) -> int:
     from daemon.config import config_path, effective_config
     from daemon.preflight import check_deployment, current_user, format_findings
 
@@ -374,7 +385,7 @@ def _config_check(settings: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _alerts_test(settings: Any, args: argparse.Namespace) -> int:
+def _alerts_test(settings: Settings, args: argparse.Namespace) -> int:
     from daemon.alerts import send_test_alert
 
     results = send_test_alert(settings.alerts, channel=args.channel)

@@ -15,11 +15,10 @@ import stat
 import zoneinfo
 from pathlib import Path
 from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import tomllib
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -37,19 +36,19 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from daemon.alert_settings import AlertsSettings, RetrainSettings, non_empty_secret
-
-ENV_PREFIX = "DRIFTD_"
-CONFIG_ENV = "DRIFTD_CONFIG"
-DEFAULT_CONFIG = Path("config.toml")
+from daemon import defaults
+from daemon.alert_settings import AlertsSettings
+from daemon.channels import CHANNELS, RetrainSettings
+from daemon.config_types import ConfigSection, non_empty_secret, parse_listen
+from daemon.defaults import CONFIG_ENV, CONFIG_FILE, ENV_PREFIX
+from sinks.redact import dsn_secrets, mask_dsn
+from sinks.store import StoreOptions
 
 #: systemd credential file name → dotted settings path it fills (``LoadCredential=NAME:...``).
 CREDENTIAL_FILES: dict[str, tuple[str, ...]] = {
-    "slack_webhook_url": ("alerts", "slack", "webhook_url"),
-    "smtp_password": ("alerts", "email", "password"),
-    "pagerduty_routing_key": ("alerts", "pagerduty", "routing_key"),
+    **{file: (*channel.table(), key)
+       for channel in CHANNELS.values() for file, key in channel.CREDENTIALS.items()},
     "store_password": ("store", "password"),
-    "retrain_token": ("retrain", "token"),
 }
 
 
@@ -68,20 +67,16 @@ class ConfigError(Exception):
         super().__init__(f"{len(errors)} configuration error(s){where}:\n{lines}")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DataSettings(_Section):
+class DataSettings(ConfigSection):
     """Where the dated production folders, the baseline and the daemon's state live."""
 
-    production_root: Path = Path("data/production")
-    date_format: str = "%Y%m%d"
-    baseline: Path = Path("var/baseline.json")
-    state_dir: Path = Path("var")
+    production_root: Path = defaults.PRODUCTION_ROOT
+    date_format: str = defaults.DATE_FORMAT
+    baseline: Path = defaults.BASELINE_FILE
+    state_dir: Path = defaults.STATE_DIR
     reports_dir: Path | None = None
-    ready_marker: str = "_SUCCESS"
-    settle_seconds: float = Field(default=600.0, ge=0)
+    ready_marker: str = defaults.READY_MARKER
+    settle_seconds: float = Field(default=defaults.SETTLE_SECONDS, ge=0)
     report_url: str = ""
 
     @field_validator("date_format")
@@ -97,10 +92,12 @@ class DataSettings(_Section):
     @property
     def reports_path(self) -> Path:
         """The reports folder: ``reports_dir``, else ``<state_dir>/reports``."""
-        return self.reports_dir if self.reports_dir is not None else self.state_dir / "reports"
+        if self.reports_dir is not None:
+            return self.reports_dir
+        return self.state_dir / defaults.REPORTS_SUBDIR
 
 
-class ModelSettings(_Section):
+class ModelSettings(ConfigSection):
     """The classifier; ``path`` unset runs image-only analysis. Other keys: ModelOptions fields."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -114,7 +111,7 @@ class ModelSettings(_Section):
         return dict(self.model_extra or {})
 
 
-class AnalysisSettings(_Section):
+class AnalysisSettings(ConfigSection):
     """Keys of ``analyzer.options.AnalyzerOptions`` (validated by constructing it)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -124,14 +121,14 @@ class AnalysisSettings(_Section):
         return dict(self.model_extra or {})
 
 
-class ScheduleSettings(_Section):
+class ScheduleSettings(ConfigSection):
     """When the nightly job fires and how far back it looks for unprocessed folders."""
 
-    cron: str = "15 1 * * *"
-    timezone: str = "UTC"
-    lookback_days: int = Field(default=14, ge=1, le=3660)
-    max_attempts: int = Field(default=3, ge=1)
-    retry_seconds: int = Field(default=60, ge=1, le=86400)
+    cron: str = defaults.CRON
+    timezone: str = defaults.TIMEZONE
+    lookback_days: int = Field(default=defaults.LOOKBACK_DAYS, ge=1, le=3660)
+    max_attempts: int = Field(default=defaults.MAX_ATTEMPTS, ge=1)
+    retry_seconds: int = Field(default=defaults.RETRY_SECONDS, ge=1, le=86400)
     """How often, between nightly runs, ``driftd run`` retries the alerts and database writes
     that are due (a Slack outage at 01:15 is retried on its backoff, not at the next night)."""
 
@@ -160,19 +157,19 @@ class ScheduleSettings(_Section):
         return value
 
 
-class StoreSettings(_Section):
+class StoreSettings(ConfigSection):
     """The metric store: ``sqlite:///relative/or/absolute.sqlite`` or ``postgresql://…``."""
 
-    url: str = "sqlite:///var/driftd.sqlite"
+    url: str = defaults.STORE_URL
     password: SecretStr | None = None
-    retention_days: int = Field(default=400, ge=0)
+    retention_days: int = Field(default=defaults.RETENTION_DAYS, ge=0)
     """Nights whose folder date is older than this are deleted after every run from every
     table driftd writes, and their nightly report files too; 0 keeps everything."""
-    connect_timeout_s: int = Field(default=5, ge=1, le=300)
-    statement_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    connect_timeout_s: int = Field(default=defaults.CONNECT_TIMEOUT_S, ge=1, le=300)
+    statement_timeout_s: float = Field(default=defaults.STATEMENT_TIMEOUT_S, gt=0, le=3600)
     """PostgreSQL ``statement_timeout``: a query running longer is cancelled and the night's
     write is deferred like an outage (keep it well under systemd's ``TimeoutStopSec``)."""
-    lock_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    lock_timeout_s: float = Field(default=defaults.LOCK_TIMEOUT_S, gt=0, le=3600)
     """PostgreSQL ``lock_timeout``: waiting longer for a lock (a table locked by someone else)
     cancels the statement; the write is deferred, nothing is lost."""
 
@@ -194,11 +191,22 @@ class StoreSettings(_Section):
 
     @property
     def masked_url(self) -> str:
-        """The url with any inline password replaced by ``***`` (safe to log)."""
-        return mask_url(self.url)
+        """The url with any password replaced by ``***`` (safe to log)."""
+        return mask_dsn(self.url)
+
+    def options(self) -> StoreOptions:
+        """What ``sinks.store.open_store`` takes: this table, with the password secret."""
+        return StoreOptions(
+            password=self.password.get_secret_value() if self.password else None,
+            retention_days=self.retention_days or None,
+            compress_after_days=defaults.COMPRESS_AFTER_DAYS,
+            connect_timeout_s=self.connect_timeout_s,
+            statement_timeout_s=self.statement_timeout_s,
+            lock_timeout_s=self.lock_timeout_s,
+        )
 
 
-class HttpSettings(_Section):
+class HttpSettings(ConfigSection):
     """The status API: ``listen = "127.0.0.1:8000"``; empty turns it off."""
 
     listen: str = ""
@@ -210,17 +218,15 @@ class HttpSettings(_Section):
         so a bad address is a config error before start, not a crash at start."""
         if value.strip().lower() in ("", "off"):
             return ""
-        from daemon.http import parse_listen
-
         parse_listen(value)
         return value
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(ConfigSection):
     """Log level and rendering (``auto``: console on a TTY, JSON lines otherwise)."""
 
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = defaults.LOG_LEVEL
+    format: Literal["auto", "json", "console"] = defaults.LOG_FORMAT
 
     @field_validator("level", mode="before")
     @classmethod
@@ -288,7 +294,7 @@ def config_path(explicit: str | os.PathLike[str] | None) -> Path:
         return Path(explicit)
     if os.environ.get(CONFIG_ENV):
         return Path(os.environ[CONFIG_ENV])
-    return DEFAULT_CONFIG
+    return CONFIG_FILE
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
@@ -517,30 +523,12 @@ def resolve_paths(settings: Settings, base_dir: Path) -> Settings:
     return settings.model_copy(update={"data": data, "model": model, "store": store})
 
 
-def mask_url(url: str) -> str:
-    """``url`` with the password part of its netloc replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def secret_values(settings: Settings) -> list[str]:
     """Every configured secret value (and the webhook URL's secret parts), for redaction."""
-    from daemon.alerts import secret_values as alert_secrets
-
-    values = alert_secrets(settings.alerts, settings.retrain)
+    values = settings.alerts.secrets(settings.retrain)
     if settings.store.password is not None:
         values.append(settings.store.password.get_secret_value())
-    try:
-        url_password = urlsplit(settings.store.url).password
-    except ValueError:
-        url_password = None
-    if url_password:
-        from urllib.parse import unquote
-
-        values += [url_password, unquote(url_password)]
+    values += dsn_secrets(settings.store.url)
     return [v for v in values if v]
 
 

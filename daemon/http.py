@@ -18,14 +18,13 @@ trusted network (there is no authentication), hence off by default.
 
 from __future__ import annotations
 
-import ipaddress
 import json
+import math
 import os
 import shutil
 import socket
 import threading
 from collections.abc import Iterator
-from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -42,7 +41,10 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
+from analyzer.contract import SectionName
 from analyzer.severity import Severity
+from daemon.config_types import is_loopback_host, parse_listen
+from daemon.defaults import HTTP_REQUEST_TIMEOUT_S
 from daemon.status import (
     MetricsSnapshot,
     ReportExt,
@@ -59,43 +61,11 @@ API_PREFIX = "/api/v1/monitoring"
 ALLOWED_METHODS = "GET, HEAD"
 """The ``Allow`` header of a 405: the API is read-only."""
 
-REQUEST_TIMEOUT_S = 10.0
-"""Socket timeout per connection, so a stalled client cannot hold a handler thread forever."""
-
 HTML_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 """Content-Security-Policy of served HTML reports: they are one self-contained file (inline CSS,
 ``data:`` images, no script), so nothing may load from elsewhere and no script may run."""
 
-_SECTIONS = (
-    "pixel_distribution_drift", "confidence_drift", "class_distribution_drift", "data_quality",
-)
 _OFF = ("", "off")
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """Split ``[http] listen`` (``"127.0.0.1:8000"``, ``"[::1]:8000"``, port 0 = any free port)
-    into (host, port); raise ``ValueError`` naming the value and the expected form."""
-    text = listen.strip()
-    host, sep, port_text = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535 or (
-        ":" in host and not text.startswith("[")
-    ):
-        raise ValueError(
-            f"[http] listen = {listen!r} is not host:port; write e.g. \"127.0.0.1:8000\" "
-            f"(\"[::1]:8000\" for IPv6), or \"off\" to disable the status API"
-        )
-    return host, int(port_text)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class DriftdCollector:
@@ -151,13 +121,7 @@ def _daemon_families(snap: MetricsSnapshot) -> Iterator[Metric]:
 
 
 def _report_families(snap: MetricsSnapshot) -> Iterator[Metric]:
-    report = snap.report or {}
-    summary = None
-    if snap.report is not None:
-        try:
-            summary = status_summary(report)
-        except (ValueError, TypeError) as err:  # e.g. an unknown severity in a hand-edited file
-            log.warning("http.report_malformed", error=str(err))
+    report = snap.report
     info = InfoMetricFamily("driftd_report", "The latest report.",
                             labels=["report_id", "severity"])
     severity = GaugeMetricFamily("driftd_severity",
@@ -177,33 +141,32 @@ def _report_families(snap: MetricsSnapshot) -> Iterator[Metric]:
     quality = GaugeMetricFamily("driftd_data_quality_issues", "Bad files by issue.",
                                 labels=["issue"])
     rank = time_s = drift = pixel = conf = dist = images = None
-    if summary is not None:
-        level = Severity.parse(summary["severity_level"])
-        info.add_metric([str(summary["report_id"] or ""), level.value], {})
+    if report is not None:
+        level = report.overall_severity
+        info.add_metric([report.report_id, level.value], {})
         for member in Severity:
             severity.add_metric([member.value], float(member is level))
-        for section, value in summary["section_severity"].items():
-            section_rank.add_metric([section], Severity.parse(value).rank)
-        for section in _SECTIONS:
-            for test in (report.get(section) or {}).get("tests") or []:
-                feature = str(test.get("feature", ""))
-                if test.get("effect_size") is not None:
-                    effect.add_metric([section, feature, str(test.get("effect_size_kind", ""))],
-                                      float(test["effect_size"]))
-                if test.get("p_value") is not None:
-                    p_value.add_metric([section, feature], float(test["p_value"]))
-                if test.get("p_adjusted") is not None:
-                    p_adjusted.add_metric([section, feature], float(test["p_adjusted"]))
-        issues = (report.get("data_quality") or {}).get("issues") or {}
-        for issue, detail in sorted(issues.items()):
-            quality.add_metric([issue], float((detail or {}).get("count", 0)))
+        for name in SectionName:
+            section_rank.add_metric([name.value], report.severity_of(name).rank)
+        for name, section in report.sections:
+            for test in section.tests:
+                # A number the report file holds as null (NaN here) is no sample at all.
+                if not math.isnan(test.effect_size):
+                    effect.add_metric([name.value, test.feature, test.effect_size_kind.value],
+                                      float(test.effect_size))
+                if not math.isnan(test.p_value):
+                    p_value.add_metric([name.value, test.feature], float(test.p_value))
+                if not math.isnan(test.p_adjusted):
+                    p_adjusted.add_metric([name.value, test.feature], float(test.p_adjusted))
+        for issue, detail in sorted(report.data_quality.issues.items()):
+            quality.add_metric([issue], float(detail.count))
         rank = float(level.rank)
-        time_s = _timestamp_seconds(summary["timestamp"])
-        drift = float(summary["drift_detected"])
-        pixel = summary["metrics"]["pixel_mean_shift"]
-        conf = summary["metrics"]["confidence_shift"]
-        dist = summary["metrics"]["class_drift_distance"]
-        images = float(summary["images_analyzed"])
+        time_s = report.timestamp.timestamp()
+        drift = float(report.overall_drift_detected)
+        pixel = float(report.pixel.overall_mean_shift)
+        conf = float(report.confidence.mean_confidence_shift)
+        dist = float(report.classes.wasserstein_distance)
+        images = float(report.current_image_count)
     yield info
     yield _gauge("driftd_report_time_seconds", "Unix time of the latest report.", time_s)
     yield _gauge("driftd_severity_rank", "Overall severity rank of the latest report "
@@ -224,15 +187,6 @@ def _report_families(snap: MetricsSnapshot) -> Iterator[Metric]:
     yield quality
 
 
-def _timestamp_seconds(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        return None
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     provider: StatusProvider
@@ -247,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Routes one request; every answer is JSON except /metrics and the HTML report."""
 
     server: _Server
-    timeout = REQUEST_TIMEOUT_S
+    timeout = HTTP_REQUEST_TIMEOUT_S
     server_version = "driftd"
     sys_version = ""
 
@@ -328,20 +282,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _latest(self, send_body: bool) -> None:
         try:
             report = self.server.provider.latest_report()
-            summary = status_summary(report) if report is not None else None
-        except (OSError, ValueError, TypeError) as err:
+        except (OSError, ValueError) as err:
             log.warning("http.latest_unreadable", error=str(err))
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR,
                        {"error": f"the latest report cannot be read: {err}"}, send_body)
             return
-        if summary is None:
+        if report is None:
             self._json(HTTPStatus.OK, {"status": "no_reports"}, send_body)
             return
-        report_id = summary["report_id"]
-        if isinstance(report_id, str) and is_valid_report_id(report_id):
+        summary = status_summary(report)
+        if is_valid_report_id(report.report_id):
             summary["links"] = {
-                "report": f"{API_PREFIX}/report/{report_id}",
-                "html": f"{API_PREFIX}/report/{report_id}/html",
+                "report": f"{API_PREFIX}/report/{report.report_id}",
+                "html": f"{API_PREFIX}/report/{report.report_id}/html",
             }
         self._json(HTTPStatus.OK, summary, send_body)
 
@@ -364,7 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
             if send_body:
                 shutil.copyfileobj(fh, self.wfile)
 
-    def _json(self, code: HTTPStatus, payload: dict[str, Any], send_body: bool,
+    def _json(self, code: HTTPStatus, payload: dict[str, object], send_body: bool,
               extra: dict[str, str] | None = None) -> None:
         body = json.dumps(payload, allow_nan=False, default=str).encode()
         self._send(code, "application/json", body, send_body, extra)
@@ -425,7 +378,7 @@ class StatusServer:
         )
         self._thread.start()
         host, port = self.address
-        if not _is_loopback(self._host):
+        if not is_loopback_host(self._host):
             log.warning("http.listening_publicly", host=self._host, port=port,
                         hint="the status API has no authentication; prefer 127.0.0.1")
         log.info("http.started", host=host, port=port)

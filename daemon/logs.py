@@ -103,4 +103,4 @@ def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
 
 def get_logger(name: str = "driftd") -> structlog.stdlib.BoundLogger:
     """The daemon's logger (events ``noun.past_verb``)."""
-    return structlog.get_logger(name)
+    return structlog.stdlib.get_logger(name)

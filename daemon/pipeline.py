@@ -16,23 +16,38 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import structlog
 
+from analyzer.contract import DriftReport, Metric, TrendPoint, metric_rows
+from analyzer.errors import BaselineError, ModelError
+from analyzer.profile import Profile
+from analyzer.severity import Severity
+from daemon.alerts import AlertDispatcher, AlertRouter
 from daemon.config import Settings, analyzer_kwargs
+from daemon.defaults import HISTORY_DAYS
+from daemon.state import (
+    Outbox,
+    OutboxAlert,
+    StateDB,
+    StateError,
+    flush_pending,
+    state_file,
+    store_or_defer,
+)
+from sinks.errors import StoreUnavailable
+from sinks.files import ReportFiles, report_id_for
+from sinks.store import MetricStore, NightRecord, open_store
+from sinks.times import night_start
 
 log = structlog.get_logger("driftd.pipeline")
 
-STATE_DB_NAME = "state.sqlite"
-"""The local state database (run ledger, pending store writes, alert outbox) in ``state_dir``."""
-
-HISTORY_DAYS = 30
-"""Nights of trend shown in the HTML report."""
-
-HISTORY_METRICS = (
-    "pixel_mean_shift", "confidence_shift", "drift_detected", "overall_severity_rank",
+HISTORY_METRICS: tuple[str, ...] = (
+    Metric.PIXEL_MEAN_SHIFT, Metric.CONFIDENCE_SHIFT, Metric.DRIFT_DETECTED,
+    Metric.OVERALL_SEVERITY_RANK,
 )
+"""The metric rows the HTML report's trend is drawn from."""
 
 
 class Abandoned(Exception):
@@ -57,15 +72,11 @@ def is_run_fault(err: BaseException, step: str) -> bool:
     state database, a full or read-only disk anywhere, and any OS error while writing the
     report files (the reports folder is driftd's, not the night's).
     """
-    from analyzer.errors import BaselineError, ModelError
-    from sinks.state import StateError
-
     if isinstance(err, BaselineError | ModelError | StateError | RunError):
         return True
     if isinstance(err, OSError):
         return err.errno in DISK_ERRNOS or step == "report"
     return False
-
 
 
 
@@ -78,7 +89,7 @@ class Partition:
 
     @property
     def report_id(self) -> str:
-        return self.date.strftime("%Y%m%d")
+        return report_id_for(self.date)
 
 
 @dataclass
@@ -103,21 +114,28 @@ def _never() -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Alerting:
+    """The outbox in the state file, the router that plans alerts into it and the dispatcher
+    that delivers them: built together, once per pipeline, on first use."""
+
+    outbox: Outbox
+    router: AlertRouter
+    dispatcher: AlertDispatcher
+
+
 class Pipeline:
     """The steps of a run, bound to one configuration and one stop flag."""
 
     def __init__(self, settings: Settings, should_stop: StopCheck = _never) -> None:
-        from sinks.files import ReportFiles
-        from sinks.state import StateDB
-
         self.settings = settings
         self.should_stop = should_stop
         self.tz = zoneinfo.ZoneInfo(settings.schedule.timezone)
         self.files = ReportFiles(settings.data.reports_path)
         settings.data.state_dir.mkdir(parents=True, exist_ok=True)
-        self.state = StateDB(settings.data.state_dir / STATE_DB_NAME)
-        self._baseline: dict[str, Any] | None = None
-        self._dispatcher: Any | None = None
+        self.state = StateDB(state_file(settings.data.state_dir))
+        self._baseline: Profile | None = None
+        self._alerting: Alerting | None = None
 
     # ---- start of every run -------------------------------------------------------------
 
@@ -128,21 +146,10 @@ class Pipeline:
             log.info("temp_files.removed", count=removed)
         return removed
 
-    def open_store(self) -> Any | None:
+    def open_store(self) -> MetricStore | None:
         """The metric store, migrated; ``None`` (logged) when it is unreachable."""
-        from sinks.errors import StoreUnavailable
-        from sinks.store import StoreOptions, open_store
-
-        conf = self.settings.store
-        options = StoreOptions(
-            password=conf.password.get_secret_value() if conf.password else None,
-            retention_days=conf.retention_days or None,
-            connect_timeout_s=conf.connect_timeout_s,
-            statement_timeout_s=conf.statement_timeout_s,
-            lock_timeout_s=conf.lock_timeout_s,
-        )
         try:
-            store = open_store(self.settings.store.url, options)
+            store = open_store(self.settings.store.url, self.settings.store.options())
             store.migrate()
         except StoreUnavailable as err:
             self.state.store_failed(datetime.now().astimezone(), str(err))
@@ -150,10 +157,8 @@ class Pipeline:
             return None
         return store
 
-    def flush_pending(self, store: Any | None, now: datetime) -> int:
+    def flush_pending(self, store: MetricStore | None, now: datetime) -> int:
         """Write the nights that waited for the database; returns how many landed."""
-        from sinks.store import flush_pending
-
         if store is None:
             return 0
         result = flush_pending(self.state, store, labels=self.labels(), tz=self.tz)
@@ -170,37 +175,32 @@ class Pipeline:
         model = self.settings.model.path
         return {"model": model.name} if model else {}
 
-    def dispatcher(self) -> Any:
-        """The alert dispatcher over the outbox in the state DB (built once per pipeline)."""
-        if self._dispatcher is None:
-            from daemon.alerts import AlertDispatcher, AlertRouter
-            from sinks.outbox import Outbox
-
-            self.outbox = Outbox(self.state.path)
-            self.router = AlertRouter(self.settings.alerts, self.settings.retrain, self.outbox)
-            self._dispatcher = AlertDispatcher.from_settings(
-                self.outbox, self.settings.alerts, self.settings.retrain
+    def alerting(self) -> Alerting:
+        """The outbox, router and dispatcher over the state file (built once per pipeline,
+        whichever step needs them first)."""
+        if self._alerting is None:
+            alerts, retrain = self.settings.alerts, self.settings.retrain
+            outbox = Outbox(self.state.path)
+            self._alerting = Alerting(
+                outbox, AlertRouter(alerts, retrain, outbox),
+                AlertDispatcher.from_settings(outbox, alerts, retrain),
             )
-        return self._dispatcher
+        return self._alerting
 
     def deliver_due(self, now: datetime) -> int:
         """Send the alerts whose (re)try is due; returns how many were delivered."""
-        stats = self.dispatcher().deliver_due(now)
+        stats = self.alerting().dispatcher.deliver_due(now)
         if stats.sent or stats.retried or stats.dead:
             log.info("alerts.delivered", sent=stats.sent, retried=stats.retried, dead=stats.dead)
-        return int(stats.sent)
+        return stats.sent
 
-    def load_baseline(self) -> dict[str, Any]:
+    def load_baseline(self) -> Profile:
         """The saved baseline (cached for the run). Raises ``RunError`` when it is missing,
         unreadable or not a driftd profile (e.g. ``{}``)."""
         if self._baseline is None:
-            from analyzer.errors import BaselineError
-            from analyzer.profile import Profile
-
             path = self.settings.data.baseline
             try:
-                baseline = json.loads(path.read_text(encoding="utf-8"))
-                Profile.from_dict(baseline)
+                baseline = Profile.from_dict(json.loads(path.read_text(encoding="utf-8")))
             except FileNotFoundError:
                 raise RunError(
                     f"baseline {path} not found; build it with `driftd baseline DIR`"
@@ -236,11 +236,12 @@ class Pipeline:
 
     # ---- one partition ------------------------------------------------------------------
 
-    def analyze(self, partition: Partition, now: datetime) -> dict[str, Any]:
-        """Profile the folder and compare it with the baseline; returns the report dict.
+    def analyze(self, partition: Partition, now: datetime) -> DriftReport:
+        """Profile the folder and compare it with the baseline; returns the report.
 
         Raises ``Abandoned`` when ``should_stop`` turns true between batches of images.
         """
+        # numpy, Pillow and the worker pool: only a run that analyses pays for them.
         from analyzer.dataset import DatasetAnalyzer
 
         def progress(done: int, total: int) -> None:
@@ -258,19 +259,16 @@ class Pipeline:
             progress_callback=progress,
             **analyzer_kwargs(self.settings),
         )
-        report: dict[str, Any] = analyzer.detect_drift(self.load_baseline())
+        report = analyzer.drift_report(self.load_baseline())
         if self.should_stop():
             raise Abandoned("stopped after the analysis")
         return report
 
-    def history(self, store: Any | None, partition: Partition) -> list[dict[str, Any]]:
-        """Trend points for the HTML report (``generate_html_report``'s ``history`` format):
-        the stored metrics of the previous nights, oldest first."""
+    def history(self, store: MetricStore | None, partition: Partition) -> list[TrendPoint]:
+        """Trend points for the HTML report: the stored metrics of the previous nights,
+        oldest first."""
         if store is None:
             return []
-        from analyzer.severity import Severity
-        from sinks.errors import StoreUnavailable
-
         try:
             points = store.metric_history(HISTORY_METRICS, partition.date, HISTORY_DAYS)
         except StoreUnavailable:
@@ -280,43 +278,39 @@ class Pipeline:
             by_date.setdefault(p.partition, {})[p.name] = p.value
         severities = list(Severity)
         return [
-            {
-                "report_id": day.strftime("%Y%m%d"),
-                "date": day.isoformat(),
-                "overall_severity": severities[int(v.get("overall_severity_rank", 0))].value,
-                "pixel_mean_shift": v.get("pixel_mean_shift"),
-                "confidence_shift": v.get("confidence_shift"),
-                "drift_detected": bool(v.get("drift_detected", 0)),
-            }
+            TrendPoint(
+                report_id=report_id_for(day),
+                date=day.isoformat(),
+                overall_severity=severities[int(v.get(Metric.OVERALL_SEVERITY_RANK, 0))],
+                pixel_mean_shift=v.get(Metric.PIXEL_MEAN_SHIFT),
+                confidence_shift=v.get(Metric.CONFIDENCE_SHIFT),
+                drift_detected=bool(v.get(Metric.DRIFT_DETECTED, 0)),
+            )
             for day, v in sorted(by_date.items())
             if day < partition.date
         ]
 
     def write_reports(
-        self, partition: Partition, report: dict[str, Any], history: list[dict[str, Any]]
+        self, partition: Partition, report: DriftReport, history: list[TrendPoint]
     ) -> tuple[Path, Path]:
         """Write ``monitor_report_<YYYYMMDD>.json`` and ``.html`` atomically."""
-        from analyzer.html import generate_html_report
+        # matplotlib and Jinja2: only a run that writes a report pays for them.
+        from analyzer.render import render_html
 
         json_path = self.files.write_json(partition.report_id, report)
-        html_path = self.files.write_html(
-            partition.report_id, lambda p: generate_html_report(report, p, history=history)
-        )
+        html_path = self.files.write_html(partition.report_id, render_html(report, history))
         log.info("report.written", json=str(json_path), html=str(html_path))
         return json_path, html_path
 
     def store_report(
-        self, store: Any | None, partition: Partition, report: dict[str, Any], run_id: str,
-        json_path: Path, now: datetime,
+        self, store: MetricStore | None, partition: Partition, report: DriftReport,
+        run_id: str, json_path: Path, now: datetime,
     ) -> bool:
         """Record the night as a pending write, then write it; False when the store is down.
 
         The pending payload is the JSON report itself, so nothing is lost while the database
         is down: the next run's ``flush_pending`` writes it.
         """
-        from analyzer.report import metric_rows
-        from sinks.store import NightRecord, night_start, store_or_defer
-
         if store is None:
             self.state.pending_writes_add(partition.date, json_path)
             log.warning("store.write_deferred", reason="store unavailable")
@@ -325,7 +319,7 @@ class Pipeline:
             partition=partition.date, run_id=run_id,
             time=night_start(partition.date, self.tz), report=report,
             metrics=metric_rows(report), labels=self.labels(), started_at=now,
-            analysed_at=datetime.fromisoformat(str(report["timestamp"])),
+            analysed_at=report.timestamp,
         )
         if store_or_defer(self.state, store, night, json_path):
             log.info("store.written", store=store.url)
@@ -334,41 +328,41 @@ class Pipeline:
         return False
 
     def send_alerts(
-        self, partition: Partition, report: dict[str, Any], json_path: Path, now: datetime
+        self, partition: Partition, report: DriftReport, json_path: Path, now: datetime
     ) -> list[str]:
         """Plan the night's alerts into the outbox (a key already there is never queued again,
         so reruns and backfills send nothing twice), then deliver what is due.
 
         Returns the ``channel:kind`` of the alerts newly queued for this night.
         """
-        dispatcher = self.dispatcher()
-        planned = self.router.plan(report, partition.date, now, report_path=str(json_path))
-        queued = [a for a in planned if self.outbox.outbox_get(a.key) is None]
-        dispatcher.enqueue(planned)
-        self.deliver_due(now)
-        return [f"{a.channel}:{a.kind}" for a in queued if a.status != "silenced"]
+        router = self.alerting().router
+        return self._queue(router.plan(report, partition.date, now, report_path=str(json_path)),
+                           now)
 
     def send_failure_alerts(
         self, partition: Partition, error: str, attempts: int, now: datetime
     ) -> list[str]:
         """Tell people a folder was given up on (queued once per date, like drift alerts)."""
-        planned = self.router.plan_failure(partition.date, error, attempts, now)
-        queued = [a for a in planned if self.outbox.outbox_get(a.key) is None]
-        self.dispatcher().enqueue(planned)
-        self.deliver_due(now)
-        return [f"{a.channel}:{a.kind}" for a in queued if a.status != "silenced"]
+        router = self.alerting().router
+        return self._queue(router.plan_failure(partition.date, error, attempts, now), now)
 
     def send_run_failure_alerts(self, error: str, now: datetime) -> list[str]:
         """Tell people the run could not analyse anything (a run-level fault): at most one
         alert per channel per day (the day of ``now`` in the schedule's timezone)."""
-        self.dispatcher()
-        planned = self.router.plan_run_failure(now.astimezone(self.tz).date(), error, now)
-        queued = [a for a in planned if self.outbox.outbox_get(a.key) is None]
-        self.dispatcher().enqueue(planned)
+        router = self.alerting().router
+        return self._queue(
+            router.plan_run_failure(now.astimezone(self.tz).date(), error, now), now)
+
+    def _queue(self, planned: list[OutboxAlert], now: datetime) -> list[str]:
+        """Enqueue ``planned`` and deliver what is due; returns the ``channel:kind`` of the
+        alerts that were new (a key already in the outbox is never queued again)."""
+        alerting = self.alerting()
+        queued = [a for a in planned if alerting.outbox.outbox_get(a.key) is None]
+        alerting.dispatcher.enqueue(planned)
         self.deliver_due(now)
         return [f"{a.channel}:{a.kind}" for a in queued if a.status != "silenced"]
 
-    def apply_retention(self, store: Any | None, now: datetime) -> int:
+    def apply_retention(self, store: MetricStore | None, now: datetime) -> int:
         """Delete nights older than ``store.retention_days`` from the metric store and their
         nightly report files (``check`` reports are kept); returns how many rows and files
         went. A store that is down is skipped (logged): retention runs again after the next
@@ -376,8 +370,6 @@ class Pipeline:
         days = self.settings.store.retention_days
         if not days:
             return 0
-        from sinks.errors import StoreUnavailable
-
         cutoff = now.astimezone(self.tz).date() - timedelta(days=days)
         removed = self.files.remove_nightly_before(cutoff)
         rows = 0
@@ -409,8 +401,8 @@ class Pipeline:
         )
         return PartitionResult(partition.date, "failed", error=message, alerts=failure_alerts)
 
-    def process(self, partition: Partition, run_id: str, now: datetime, store: Any | None
-                ) -> PartitionResult:
+    def process(self, partition: Partition, run_id: str, now: datetime,
+                store: MetricStore | None) -> PartitionResult:
         """Take ``partition`` end to end and record the outcome in the run ledger.
 
         A failure that is the folder's own is recorded as ``failed`` (retried on later runs
@@ -427,9 +419,9 @@ class Pipeline:
             report = self.analyze(partition, now)
             log.info(
                 "partition.analyzed",
-                severity=report.get("overall_severity"),
-                drift=report.get("overall_drift_detected"),
-                images=report.get("current_image_count"),
+                severity=report.overall_severity.value,
+                drift=report.overall_drift_detected,
+                images=report.current_image_count,
             )
             step = "report"
             json_path, html_path = self.write_reports(
@@ -454,11 +446,11 @@ class Pipeline:
             return self.fail(partition, run_id, now, message, counted=True)
         finally:
             structlog.contextvars.unbind_contextvars("partition")
-        severity = str(report.get("overall_severity", "none"))
+        severity = report.overall_severity.value
         self.state.ledger_finish(partition.date, run_id, now, "done", None, severity)
         return PartitionResult(
             partition.date, "done", severity=severity,
-            drift_detected=bool(report.get("overall_drift_detected")),
+            drift_detected=report.overall_drift_detected,
             report_json=json_path, report_html=html_path, stored=stored, alerts=alerts,
         )
 

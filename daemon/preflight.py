@@ -18,10 +18,13 @@ import os
 import pwd
 import re
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
 
-from daemon.config import Settings
+from analyzer.contract import IMAGE_FEATURES
+from analyzer.errors import AnalyzerError, BaselineError
+from analyzer.profile import Profile
+from daemon.config import Settings, analyzer_kwargs
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,6 @@ def _listable(key: str, path: Path, date_format: str) -> list[Finding]:
 
 
 def _looks_dated(name: str, date_format: str) -> bool:
-    from datetime import datetime
-
     try:
         datetime.strptime(name, date_format)
     except ValueError:
@@ -110,8 +111,6 @@ def _looks_dated(name: str, date_format: str) -> bool:
 
 
 def _example_name(date_format: str) -> str:
-    from datetime import date
-
     return date(2026, 11, 26).strftime(date_format)
 
 
@@ -140,16 +139,13 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(match.group(1)) if match else None
 
 
-def load_baseline_profile(path: Path, key: str = "data.baseline") -> tuple[Any, list[Finding]]:
+def load_baseline_profile(path: Path, key: str = "data.baseline"
+                          ) -> tuple[Profile | None, list[Finding]]:
     """The baseline ``Profile`` at ``path`` and the findings about it (fatal when it is None).
 
     Fatal: missing, unreadable, not JSON, not a driftd profile (``{}`` included), no images,
     or made by an analyzer that lacks today's image features.
     """
-    from analyzer.errors import BaselineError
-    from analyzer.images import FEATURES
-    from analyzer.profile import Profile
-
     rebuild = "build it with `driftd baseline DIR` (DIR: images the model is known to do well on)"
     try:
         raw = json.loads(path.read_bytes())
@@ -171,7 +167,7 @@ def load_baseline_profile(path: Path, key: str = "data.baseline") -> tuple[Any, 
         return None, [Finding(key, f"{path}: {str(err).split('; ')[0]}; {rebuild}")]
     if profile.image_count == 0:
         return None, [Finding(key, f"{path} is a profile of 0 images; {rebuild}")]
-    missing = [f for f in FEATURES if f not in profile.features]
+    missing = [f for f in IMAGE_FEATURES if f not in profile.features]
     if missing:
         return None, [Finding(key, f"{path} lacks the features {', '.join(missing)} (made by "
                                    f"an older driftd); {rebuild}")]
@@ -179,10 +175,9 @@ def load_baseline_profile(path: Path, key: str = "data.baseline") -> tuple[Any, 
 
 
 def _load_model(settings: Settings) -> tuple[list[str] | None, list[Finding]]:
-    from analyzer.errors import AnalyzerError
+    # The TFLite runtime: only a config check with a model pays for it.
     from analyzer.model import Classifier, ModelOptions
     from analyzer.options import split_options
-    from daemon.config import analyzer_kwargs
 
     path = settings.model.path
     assert path is not None
@@ -198,7 +193,7 @@ def _load_model(settings: Settings) -> tuple[list[str] | None, list[Finding]]:
     return list(classifier.labels), []
 
 
-def _labels_agree(settings: Settings, baseline: Any,
+def _labels_agree(settings: Settings, baseline: Profile | None,
                   model_labels: list[str] | None) -> list[Finding]:
     if baseline is None:
         return []

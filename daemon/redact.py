@@ -7,18 +7,19 @@ bearer tokens, ``"routing_key": "…"``) with ``***``. ``daemon.logs`` runs it a
 processor on every event dict *before* rendering, both for driftd's own events and for
 records of library loggers (slack_sdk, urllib3, psycopg2 …) that reach the root handler, so
 a library that logs a URL cannot leak it. Masking values, not the rendered line, keeps the
-JSON valid whatever a secret contains.
+JSON valid whatever a secret contains. Exact values are masked with ``sinks.redact.scrub``,
+the function the sinks use on their own error messages.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from pydantic import SecretStr
+from structlog.typing import EventDict
 
-MASK = "***"
+from sinks.redact import MASK, scrub
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Slack incoming webhooks: everything after /services/ is the secret.
@@ -47,18 +48,16 @@ class Redactor:
         values = {
             s.get_secret_value() if isinstance(s, SecretStr) else s for s in secrets if s
         }
-        self._secrets = sorted((v for v in values if v and v.strip()), key=len, reverse=True)
+        self._secrets = [v for v in values if v and v.strip()]
 
     def text(self, value: str) -> str:
         """``value`` with every secret and secret-shaped part replaced by ``***``."""
-        for secret in self._secrets:
-            if secret in value:
-                value = value.replace(secret, MASK)
+        value = scrub(value, self._secrets)
         for pattern, replacement in _PATTERNS:
             value = pattern.sub(replacement, value)
         return value
 
-    def value(self, value: Any) -> Any:
+    def value(self, value: object) -> object:
         """``value`` with its strings masked (dicts, lists and tuples walked)."""
         if isinstance(value, str):
             return self.text(value)
@@ -70,7 +69,7 @@ class Redactor:
             return self.text(f"{type(value).__name__}: {value}")
         return value
 
-    def __call__(self, logger: object, method: str, event_dict: Any) -> Any:
+    def __call__(self, logger: object, method: str, event_dict: EventDict) -> EventDict:
         return {
             key: value if key.startswith("_") else self.value(value)
             for key, value in event_dict.items()

@@ -21,35 +21,28 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import structlog
 
+from analyzer.severity import Severity
 from daemon.config import Settings
+from daemon.defaults import IDLE_TICK_S, LOCK_NAME, MISFIRE_GRACE_S
+from daemon.http import StatusServer, start_status_server
 from daemon.notify import Notifier
 from daemon.pipeline import (
     DISK_ERRNOS,
-    STATE_DB_NAME,
     Partition,
     PartitionResult,
     Pipeline,
     RunError,
 )
-from daemon.status import DaemonState
-from sinks.state import StateError
+from daemon.state import Outbox, StateDB, StateError, state_file
+from daemon.status import DaemonState, FileStatusProvider, StatusReport
 
 log = structlog.get_logger("driftd.scheduler")
 
 JOB_ID = "run_pending"
 RETRY_JOB_ID = "retry_due"
-MISFIRE_GRACE_S = 24 * 3600
-"""A fire that starts late (machine suspended, previous run still busy) still runs."""
-
-IDLE_TICK_S = 30.0
-"""Loop wake-up when systemd's watchdog is off (the stop flag wakes it sooner)."""
-
-LOCK_NAME = "driftd.lock"
-"""File lock in ``state_dir``: one run at a time, even across ``run`` and ``run --once``."""
 
 
 @dataclass
@@ -88,8 +81,6 @@ class RunSummary:
 
     @property
     def worst_severity(self) -> str:
-        from analyzer.severity import Severity
-
         return Severity.highest(r.severity for r in self.results if r.severity).value
 
 
@@ -457,13 +448,8 @@ class Daemon:
         log.info("daemon.stopped")
         return 0
 
-    def _start_http(self) -> Any | None:
-        from daemon.http import start_status_server
-        from daemon.status import FileStatusProvider
-        from sinks.outbox import Outbox
-        from sinks.state import StateDB
-
-        state_path = self.settings.data.state_dir / STATE_DB_NAME
+    def _start_http(self) -> StatusServer | None:
+        state_path = state_file(self.settings.data.state_dir)
         # No store: the HTTP thread never pings the database; the outage the runs recorded
         # in the state file is what /healthz reports.
         provider = FileStatusProvider(
@@ -473,36 +459,17 @@ class Daemon:
         return start_status_server(self.settings.http.listen, provider)
 
 
-def status_report(settings: Settings) -> dict[str, Any]:
+def status_report(settings: Settings) -> StatusReport:
     """What ``driftd status`` prints: the latest verdict (the seed's dashboard summary), the
     store's health and pending writes, and folders given up on or still failing."""
-    from daemon.status import FileStatusProvider, status_summary
-    from sinks.state import StateDB
-
-    state = StateDB(settings.data.state_dir / STATE_DB_NAME)
+    state = StateDB(state_file(settings.data.state_dir))
     provider = FileStatusProvider(
         settings.data.reports_path, state, None, DaemonState(started_at=datetime.now())
     )
-    latest = provider.latest_report()
-    store = state.store_status()
-    recent = state.ledger_recent(settings.schedule.lookback_days)
-    return {
-        "latest": status_summary(latest) if latest else {"status": "no_reports"},
-        "store": {
-            "url": settings.store.masked_url,
-            "last_ok_at": store.last_ok_at,
-            "last_error": store.last_error,
-            "last_error_at": store.last_error_at,
-            "pending_writes": store.pending,
-        },
-        "recent_runs": [
-            {"partition": e.partition.isoformat(), "status": e.status, "attempts": e.attempts,
-             "severity": e.severity}
-            for e in recent
-        ],
-        "failed": [
-            {"partition": e.partition.isoformat(), "attempts": e.attempts, "error": e.error,
-             "gave_up": e.attempts >= settings.schedule.max_attempts}
-            for e in recent if e.status == "failed"
-        ],
-    }
+    return StatusReport(
+        latest=provider.latest_report(),
+        store_url=settings.store.masked_url,
+        store=state.store_status(),
+        recent=state.ledger_recent(settings.schedule.lookback_days),
+        max_attempts=settings.schedule.max_attempts,
+    )

@@ -11,34 +11,22 @@ missing or down. Nothing here changes state.
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import structlog
 
-from analyzer.severity import Severity
-from sinks.files import REPORT_ID_RE, REPORT_PREFIX
-from sinks.outbox import Outbox
-from sinks.state import StateDB, StoreStatus
-from sinks.store.base import MetricStore
+from analyzer.contract import DriftReport, SectionName, folder_date
+from daemon.defaults import STORE_PING_TTL_S
+from daemon.state import OUTBOX_STATUSES, LedgerEntry, Outbox, StateDB, StoreStatus
+from sinks.files import NIGHTLY_ID_RE, REPORT_ID_RE, REPORT_PREFIX, read_report_file
+from sinks.store import MetricStore
 
 log = structlog.get_logger(__name__)
-
-DATE_ID_RE = re.compile(r"[0-9]{8}")
-"""Report ids of nightly runs (the folder date, ``YYYYMMDD``)."""
-
-ALERT_STATUSES = ("pending", "sent", "dead", "silenced")
-"""Outbox statuses always exported on ``/metrics`` (``sinks.outbox.OutboxStatus``)."""
-
-STORE_PING_TTL_S = 30.0
-"""How long one metric-store reachability check is reused, so scrapes do not hammer the DB."""
 
 ReportExt = Literal["json", "html"]
 HealthStatus = Literal["ok", "degraded", "down"]
@@ -120,13 +108,13 @@ class StoreHealth:
 class MetricsSnapshot:
     """Everything ``/metrics`` renders, read once per scrape.
 
-    ``report`` is the latest report dict (None when there is none or it is unreadable:
+    ``report`` is the latest report (None when there is none or it is unreadable:
     ``report_readable`` tells which). ``alerts`` maps outbox status (``pending``/``sent``/
     ``dead``/``silenced``) to a count, empty when no outbox is known.
     """
 
     daemon: DaemonState
-    report: dict[str, Any] | None
+    report: DriftReport | None
     report_readable: bool
     alerts: dict[str, int]
     store: StoreHealth
@@ -135,13 +123,13 @@ class MetricsSnapshot:
 class StatusProvider(Protocol):
     """What the status server reads; no method changes state."""
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, object]:
         """Liveness as a JSON-able dict whose ``status`` is a :data:`HealthStatus`."""
         ...
 
-    def latest_report(self) -> dict[str, Any] | None:
-        """The latest report dict; None when there is none. Raises OSError/ValueError when the
-        latest file cannot be read or parsed."""
+    def latest_report(self) -> DriftReport | None:
+        """The latest report; None when there is none. Raises OSError/ValueError when the
+        latest file cannot be read or is not a drift report."""
         ...
 
     def report_path(self, report_id: str, ext: ReportExt) -> Path | None:
@@ -153,49 +141,30 @@ class StatusProvider(Protocol):
         ...
 
 
-def status_summary(report: Mapping[str, Any]) -> dict[str, Any]:
+def status_summary(report: DriftReport) -> dict[str, object]:
     """The seed's dashboard summary (``get_monitoring_dashboard()``) of one report.
 
     Keys: ``report_id``, ``timestamp``, ``drift_detected``, ``severity_level`` (the report's
-    ordered ``overall_severity``; for a report without it, the highest section severity by
-    rank — never ``max()`` of the strings, which ranks ``"none"`` above ``"high"``),
-    ``metrics`` {``pixel_mean_shift``, ``confidence_shift``, ``class_drift_distance``},
-    ``images_analyzed``, ``baseline_images``, ``drift_summary`` and ``section_severity``.
-    Missing keys read as the seed reads them (``0`` / ``"none"``). Raises ``ValueError`` for a
-    severity that is not one of none/low/medium/high.
+    ordered ``overall_severity`` — never ``max()`` of the strings, which ranks ``"none"``
+    above ``"high"``), ``metrics`` {``pixel_mean_shift``, ``confidence_shift``,
+    ``class_drift_distance``}, ``images_analyzed``, ``baseline_images``, ``drift_summary``
+    and ``section_severity``.
     """
-    pixel = report.get("pixel_distribution_drift") or {}
-    confidence = report.get("confidence_drift") or {}
-    classes = report.get("class_distribution_drift") or {}
-    sections = {
-        "pixel_distribution_drift": pixel,
-        "confidence_drift": confidence,
-        "class_distribution_drift": classes,
-        "data_quality": report.get("data_quality") or {},
-    }
-    section_severity = {
-        name: Severity.parse(section.get("severity", "none")).value
-        for name, section in sections.items()
-    }
-    overall = report.get("overall_severity")
-    severity = (
-        Severity.parse(overall) if overall is not None
-        else Severity.highest(section_severity.values())
-    )
     return {
-        "report_id": report.get("report_id"),
-        "timestamp": report.get("timestamp"),
-        "drift_detected": bool(report.get("overall_drift_detected", False)),
-        "severity_level": severity.value,
+        "report_id": report.report_id,
+        "timestamp": report.timestamp.isoformat(),
+        "drift_detected": report.overall_drift_detected,
+        "severity_level": report.overall_severity.value,
         "metrics": {
-            "pixel_mean_shift": float(pixel.get("overall_mean_shift", 0)),
-            "confidence_shift": float(confidence.get("mean_confidence_shift", 0)),
-            "class_drift_distance": float(classes.get("wasserstein_distance", 0)),
+            "pixel_mean_shift": float(report.pixel.overall_mean_shift),
+            "confidence_shift": float(report.confidence.mean_confidence_shift),
+            "class_drift_distance": float(report.classes.wasserstein_distance),
         },
-        "images_analyzed": int(report.get("current_image_count", 0)),
-        "baseline_images": int(report.get("baseline_image_count", 0)),
-        "drift_summary": report.get("drift_summary", ""),
-        "section_severity": section_severity,
+        "images_analyzed": report.current_image_count,
+        "baseline_images": report.baseline_image_count,
+        "drift_summary": report.drift_summary,
+        "section_severity": {name.value: report.severity_of(name).value
+                             for name in SectionName},
     }
 
 
@@ -228,7 +197,7 @@ class FileStatusProvider:
         self._outbox = outbox
         self._daemon_state = daemon_state
         self._cache_lock = threading.Lock()
-        self._cached: tuple[Path, int, int, dict[str, Any]] | None = None
+        self._cached: tuple[Path, int, int, DriftReport] | None = None
         self._ping_lock = threading.Lock()
         self._ping: tuple[float, bool, str | None] | None = None
 
@@ -254,7 +223,7 @@ class FileStatusProvider:
             report_id = path.name[len(REPORT_PREFIX):-len(".json")]
             if not is_valid_report_id(report_id):
                 continue
-            if DATE_ID_RE.fullmatch(report_id):
+            if NIGHTLY_ID_RE.fullmatch(report_id):
                 dated.append(report_id)
                 continue
             try:
@@ -265,8 +234,11 @@ class FileStatusProvider:
             return max(dated)
         return max(others)[1] if others else None
 
-    def latest_report(self) -> dict[str, Any] | None:
-        """See :meth:`StatusProvider.latest_report`; parsed once per file version (mtime, size)."""
+    def latest_report(self) -> DriftReport | None:
+        """See :meth:`StatusProvider.latest_report`; parsed once per file version (mtime, size).
+
+        A file with only the seed's keys is read too (``from_dict(..., partial=True)``): the
+        status shows what it can of a report driftd did not write."""
         report_id = self.latest_report_id()
         if report_id is None:
             return None
@@ -278,16 +250,12 @@ class FileStatusProvider:
             cached = self._cached
             if cached and cached[:3] == (path, stat.st_mtime_ns, stat.st_size):
                 return cached[3]
-        report = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(report, dict):
-            raise ValueError(
-                f"report {path.name} holds a JSON {type(report).__name__}, not an object"
-            )
+        report = read_report_file(path, partial=True)
         with self._cache_lock:
             self._cached = (path, stat.st_mtime_ns, stat.st_size, report)
         return report
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, object]:
         """See :meth:`StatusProvider.health`: ``down`` iff the scheduler is not alive,
         ``degraded`` after a failed run or while the store is unreachable."""
         daemon = self._daemon_state.copy()
@@ -371,7 +339,7 @@ class FileStatusProvider:
             log.warning("status.outbox_unreadable", error_type=type(err).__name__)
             return {}
         # Every status present (0 when none), so alert rules on e.g. dead > 0 always have data.
-        return {status: int(counts.get(status, 0)) for status in ALERT_STATUSES} | {
+        return {status: int(counts.get(status, 0)) for status in OUTBOX_STATUSES} | {
             str(k): int(v) for k, v in counts.items()
         }
 
@@ -391,76 +359,101 @@ class FileStatusProvider:
             return result
 
 
-_SECTION_NAMES = {
-    "pixel_distribution_drift": "image properties",
-    "confidence_drift": "model confidence",
-    "class_distribution_drift": "predicted classes",
-    "data_quality": "data quality",
+_SECTION_NAMES: dict[SectionName, str] = {
+    SectionName.PIXEL: "image properties",
+    SectionName.CONFIDENCE: "model confidence",
+    SectionName.CLASSES: "predicted classes",
+    SectionName.DATA_QUALITY: "data quality",
 }
 
 
-def format_status(status: Mapping[str, Any]) -> str:
-    """``driftd status`` for a person: the latest verdict, the store, recent and failed nights.
+@dataclass(frozen=True)
+class StatusReport:
+    """What ``driftd status`` shows: the latest report, the store's health and the recent
+    nights of the run ledger (``max_attempts`` tells which failures were given up on)."""
 
-    ``status`` is what ``daemon.scheduler.status_report`` returns (the ``--json`` output);
-    every part of it is optional here, so an older or partial status still prints.
-    """
+    latest: DriftReport | None
+    store_url: str
+    store: StoreStatus
+    recent: list[LedgerEntry]
+    max_attempts: int
+
+    @property
+    def failed(self) -> list[LedgerEntry]:
+        """The recent nights whose last attempt failed."""
+        return [e for e in self.recent if e.status == "failed"]
+
+    def to_dict(self) -> dict[str, object]:
+        """``driftd status --json``: ``latest`` is the seed's dashboard summary."""
+        store = self.store
+        return {
+            "latest": status_summary(self.latest) if self.latest else {"status": "no_reports"},
+            "store": {
+                "url": self.store_url,
+                "last_ok_at": store.last_ok_at,
+                "last_error": store.last_error,
+                "last_error_at": store.last_error_at,
+                "pending_writes": store.pending,
+            },
+            "recent_runs": [
+                {"partition": e.partition.isoformat(), "status": e.status,
+                 "attempts": e.attempts, "severity": e.severity}
+                for e in self.recent
+            ],
+            "failed": [
+                {"partition": e.partition.isoformat(), "attempts": e.attempts,
+                 "error": e.error, "gave_up": e.attempts >= self.max_attempts}
+                for e in self.failed
+            ],
+        }
+
+
+def format_status(status: StatusReport) -> str:
+    """``driftd status`` for a person: the latest verdict, the store, recent and failed nights."""
     lines: list[str] = []
-    latest = status.get("latest") or {}
-    if not latest or latest.get("status") == "no_reports":
+    latest = status.latest
+    if latest is None:
         lines.append("latest night: no report yet (the daemon has not finished a night)")
     else:
-        report_id = str(latest.get("report_id") or "?")
-        night = (f"{report_id[:4]}-{report_id[4:6]}-{report_id[6:]}"
-                 if DATE_ID_RE.fullmatch(report_id) else report_id)
-        verdict = "DRIFT" if latest.get("drift_detected") else "no drift"
-        lines.append(f"latest night: {night}  {verdict} (severity {latest.get('severity_level')})")
-        if latest.get("drift_summary"):
-            lines.append(f"  {latest['drift_summary']}")
-        metrics = latest.get("metrics") or {}
+        night = folder_date(latest.report_id or "?")
+        verdict = "DRIFT" if latest.overall_drift_detected else "no drift"
+        lines.append(f"latest night: {night}  {verdict} "
+                     f"(severity {latest.overall_severity.value})")
+        if latest.drift_summary:
+            lines.append(f"  {latest.drift_summary}")
         lines.append(
-            f"  images {latest.get('images_analyzed', '?')} (baseline "
-            f"{latest.get('baseline_images', '?')}) · pixel mean shift "
-            f"{_number(metrics.get('pixel_mean_shift'))} · confidence shift "
-            f"{_number(metrics.get('confidence_shift'), signed=True)} · class distance "
-            f"{_number(metrics.get('class_drift_distance'))}")
-        sections = latest.get("section_severity") or {}
-        if sections:
-            lines.append("  " + " · ".join(f"{_SECTION_NAMES.get(k, k)} {v}"
-                                           for k, v in sections.items()))
-    store = status.get("store") or {}
-    if store:
-        if store.get("last_error"):
-            health = (f"DOWN since {_when(store.get('last_error_at'))}: {store['last_error']}")
-        elif store.get("last_ok_at"):
-            health = f"ok, last write {_when(store.get('last_ok_at'))}"
-        else:
-            health = "no write yet"
-        pending = store.get("pending_writes") or 0
-        waiting = f"; {pending} night(s) waiting to be written" if pending else ""
-        lines.append(f"metric store: {store.get('url', '?')}  {health}{waiting}")
-    recent = status.get("recent_runs") or []
-    lines.append("recent nights:" if recent else "recent nights: none processed yet")
-    for run in recent:
-        lines.append(f"  {run.get('partition')}  {run.get('status', '?'):7}  "
-                     f"{run.get('severity') or '-':6}  attempts {run.get('attempts', '?')}")
-    failed = status.get("failed") or []
-    if failed:
+            f"  images {latest.current_image_count} (baseline "
+            f"{latest.baseline_image_count}) · pixel mean shift "
+            f"{_number(latest.pixel.overall_mean_shift)} · confidence shift "
+            f"{_number(latest.confidence.mean_confidence_shift, signed=True)} · class distance "
+            f"{_number(latest.classes.wasserstein_distance)}")
+        lines.append("  " + " · ".join(f"{title} {latest.severity_of(name).value}"
+                                       for name, title in _SECTION_NAMES.items()))
+    store = status.store
+    if store.last_error:
+        health = f"DOWN since {_when(store.last_error_at)}: {store.last_error}"
+    elif store.last_ok_at:
+        health = f"ok, last write {_when(store.last_ok_at)}"
+    else:
+        health = "no write yet"
+    waiting = f"; {store.pending} night(s) waiting to be written" if store.pending else ""
+    lines.append(f"metric store: {status.store_url}  {health}{waiting}")
+    lines.append("recent nights:" if status.recent else "recent nights: none processed yet")
+    for run in status.recent:
+        lines.append(f"  {run.partition.isoformat()}  {run.status:7}  "
+                     f"{run.severity or '-':6}  attempts {run.attempts}")
+    if status.failed:
         lines.append("failed nights:")
-        for item in failed:
-            state = "given up" if item.get("gave_up") else "will be retried"
-            lines.append(f"  {item.get('partition')}  {state} after {item.get('attempts')} "
-                         f"attempt(s): {item.get('error') or 'unknown error'}")
+        for item in status.failed:
+            state = "given up" if item.attempts >= status.max_attempts else "will be retried"
+            lines.append(f"  {item.partition.isoformat()}  {state} after {item.attempts} "
+                         f"attempt(s): {item.error or 'unknown error'}")
     return "\n".join(lines)
 
 
-def _number(value: object, signed: bool = False) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return "—"
+def _number(value: float, signed: bool = False) -> str:
     return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
-def _when(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M %Z").strip()
-    return str(value) if value else "?"
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M %Z").strip() if value else "?"

@@ -20,7 +20,7 @@ from sinks.errors import DeliveryError
 from sinks.messages import AlertMessage
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EmailConfig:
     """SMTP server, credentials and addresses; the password stays out of ``repr``.
 
@@ -32,12 +32,12 @@ class EmailConfig:
     port: int
     sender: str
     recipients: tuple[str, ...]
+    starttls: bool
+    ssl: bool
+    timeout_s: float
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    starttls: bool = True
-    ssl: bool = False
     ca_file: str | None = None
-    timeout_s: float = 20.0
 
 
 class EmailTransport:

@@ -1,9 +1,11 @@
 """Report files on disk, written atomically so a crash never leaves a torn report.
 
-Every write goes to a temp file in the same folder, is fsynced, and is moved over the
-target with ``os.replace`` (atomic on POSIX); the folder is fsynced so the rename itself
-survives a power cut. A process killed mid-write leaves only a temp file, which
-``clean_stale_temp`` removes at the next start.
+This module is driftd's only atomic writer (reports, the baseline): every write goes to a
+temp file in the same folder named ``TEMP_PREFIX…``, is fsynced, and is moved over the target
+with ``os.replace`` (atomic on POSIX); the folder is fsynced so the rename itself survives a
+power cut. A process killed mid-write leaves only such a temp file, which
+``clean_stale_temp`` removes at the next start. Writers hand over finished bytes (the HTML
+renderer returns a string), so no second writer ever nests inside a temp file.
 
 Reports are named as in the seed: ``monitor_report_<report_id>.json`` / ``.html``, with the
 id derived from the folder date (``report_id_for``), so a rerun of a night overwrites it.
@@ -16,11 +18,10 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any
 
+from analyzer.contract import DriftReport
 from sinks.errors import SinkError
 
 TEMP_PREFIX = ".driftd-tmp-"
@@ -47,11 +48,11 @@ NIGHTLY_ID_RE = re.compile(r"[0-9]{8}")
 """Report ids of nightly runs: the folder date as ``YYYYMMDD`` (``report_id_for``)."""
 
 
-class ReportFileError(SinkError):
+class ReportFileError(SinkError, ValueError):
     """Raised for a report id that is not a safe file name, or a report file that is unreadable."""
 
 
-def _finite(value: Any) -> Any:
+def _finite(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -61,7 +62,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def dumps_json(value: Any, indent: int | None = None) -> str:
+def dumps_json(value: object, indent: int | None = None) -> str:
     """``value`` as strict JSON: NaN and infinities become ``null`` (strict parsers, jsonb)."""
     return json.dumps(_finite(value), indent=indent, allow_nan=False)
 
@@ -79,35 +80,31 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, fill: Callable[[Path], object]) -> Path:
-    """Create a temp file beside ``path``, let ``fill`` write it, fsync it and rename it over."""
+def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: readers see the old file or the new one, never a mix.
+
+    The file is readable by all (0644), like every report file. Returns the path written.
+    Raises ``OSError`` when the folder cannot be written.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder (so os.replace is a rename, not a copy); same suffix for renderers that care.
+    # Same folder (so os.replace is a rename, not a copy); same suffix for readers that care.
     fd, tmp_name = tempfile.mkstemp(
         prefix=f"{TEMP_PREFIX}{path.name}.", suffix=path.suffix, dir=path.parent
     )
-    os.close(fd)
     tmp = Path(tmp_name)
     try:
-        fill(tmp)
-        with open(tmp, "rb+") as fh:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
     return path
-
-
-def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: readers see the old file or the new one, never a mix.
-
-    Returns the path written. Raises ``OSError`` when the folder cannot be written.
-    """
-    return _atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
 
 
 def clean_stale_temp(directory: Path | str) -> int:
@@ -125,6 +122,25 @@ def clean_stale_temp(directory: Path | str) -> int:
             stale.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def read_report_file(path: Path, *, partial: bool = False) -> DriftReport:
+    """The drift report in the JSON file at ``path``.
+
+    ``partial``: also accept a file with only the seed's keys (``DriftReport.from_dict``),
+    for readers that show what they can of a hand-made or seed-made report. Raises
+    ``OSError`` (``FileNotFoundError`` when there is none) when it cannot be read,
+    ``ReportFileError`` when it is not valid JSON or not a drift report this driftd reads.
+    """
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return DriftReport.from_dict(raw, partial=partial)
+    except json.JSONDecodeError as err:
+        raise ReportFileError(
+            f"report file {path} is not valid JSON ({err}); delete it and rerun that date"
+        ) from err
+    except ValueError as err:  # ReportFormatError, or text that is not UTF-8
+        raise ReportFileError(f"report file {path}: {err}") from err
 
 
 class ReportFiles:
@@ -152,44 +168,24 @@ class ReportFiles:
         """Remove temp files left by an interrupted write; returns how many were removed."""
         return clean_stale_temp(self.directory)
 
-    def write_json(self, report_id: str, report: dict[str, Any]) -> Path:
-        """Write ``report`` as ``monitor_report_<id>.json`` atomically; returns its path.
-
-        Non-finite floats are written as ``null`` so the file is strict JSON.
-        """
-        data = dumps_json(report, indent=2) + "\n"
+    def write_json(self, report_id: str, report: DriftReport) -> Path:
+        """Write ``report.to_dict()`` as ``monitor_report_<id>.json`` atomically; returns its
+        path. Non-finite floats are written as ``null`` so the file is strict JSON."""
+        data = dumps_json(report.to_dict(), indent=2) + "\n"
         return atomic_write_bytes(self.path(report_id, "json"), data.encode("utf-8"))
 
-    def write_html(self, report_id: str, render: Callable[[Path], object] | str) -> Path:
-        """Write the HTML report atomically; returns its path.
+    def write_html(self, report_id: str, html: str) -> Path:
+        """Write the rendered page as ``monitor_report_<id>.html`` atomically; returns its
+        path."""
+        return atomic_write_bytes(self.path(report_id, "html"), html.encode("utf-8"))
 
-        ``render`` is either the HTML text, or a function that writes the HTML to the path it
-        is given (e.g. ``lambda p: generate_html_report(report, p)``); it is given a temp
-        file, which replaces the real one only once ``render`` returned.
+    def read_report(self, report_id: str) -> DriftReport:
+        """The stored report of ``report_id``.
+
+        Raises ``FileNotFoundError`` when there is none, ``ReportFileError`` when it is not
+        valid JSON or not a drift report this driftd reads.
         """
-        target = self.path(report_id, "html")
-        if isinstance(render, str):
-            return atomic_write_bytes(target, render.encode("utf-8"))
-        return _atomic_write(target, render)
-
-    def read_json(self, report_id: str) -> dict[str, Any]:
-        """The stored JSON report of ``report_id``.
-
-        Raises ``FileNotFoundError`` when there is none, ``ReportFileError`` when it is not a
-        JSON object.
-        """
-        path = self.path(report_id, "json")
-        try:
-            loaded = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ReportFileError(
-                f"report file {path} is not valid JSON ({err}); delete it and rerun that date"
-            ) from err
-        if not isinstance(loaded, dict):
-            raise ReportFileError(
-                f"report file {path} holds a {type(loaded).__name__}, not an object"
-            )
-        return loaded
+        return read_report_file(self.path(report_id, "json"))
 
     def remove_nightly_before(self, cutoff: date) -> int:
         """Delete the nightly reports (``YYYYMMDD`` ids) of folder dates before ``cutoff``

@@ -1,4 +1,4 @@
-"""``AlertMessage``: what every alert transport renders, built from a drift report dict.
+"""``AlertMessage``: what every alert transport renders, built from a ``DriftReport``.
 
 The message is the only thing a transport sees: it never reads the report or settings. It is
 stored in the alert outbox as ``to_payload()`` and rebuilt with ``from_payload()`` when the
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
+from analyzer.contract import DriftReport
 from analyzer.severity import Severity
 
 AlertKind = Literal["drift", "resolve", "retrain", "test", "failed", "run_failed"]
@@ -66,7 +67,7 @@ class AlertMessage:
     @classmethod
     def from_report(
         cls,
-        report: Mapping[str, Any],
+        report: DriftReport,
         partition: date,
         kind: AlertKind,
         report_url: str | None = None,
@@ -74,35 +75,23 @@ class AlertMessage:
         monitor: str = "driftd",
         report_path: str | None = None,
     ) -> AlertMessage:
-        """Build the message from a ``DriftReport.to_dict()`` dict (missing keys read as 0).
-
-        Raises ``ValueError`` when ``kind`` or ``overall_severity`` is not a known value.
-        """
+        """Build the message from ``report``. Raises ``ValueError`` for an unknown ``kind``."""
         if kind not in ALERT_KINDS:
             raise ValueError(f"unknown alert kind {kind!r}; expected one of {ALERT_KINDS}")
-        pixel = report.get("pixel_distribution_drift") or {}
-        confidence = report.get("confidence_drift") or {}
-        classes = report.get("class_distribution_drift") or {}
-        if "overall_severity" in report:
-            severity = Severity.parse(report["overall_severity"])
-        else:
-            severity = Severity.highest(
-                s.get("severity", "none") for s in (pixel, confidence, classes)
-            )
         return cls(
             kind=kind,
             partition=partition,
-            severity=severity,
-            drift_detected=bool(report.get("overall_drift_detected", False)),
-            summary=str(report.get("drift_summary", "")),
+            severity=report.overall_severity,
+            drift_detected=report.overall_drift_detected,
+            summary=report.drift_summary,
             monitor=monitor,
-            pixel_mean_shift=float(pixel.get("overall_mean_shift", 0.0)),
-            confidence_shift=float(confidence.get("mean_confidence_shift", 0.0)),
-            class_drift_distance=float(classes.get("wasserstein_distance", 0.0)),
-            baseline_image_count=int(report.get("baseline_image_count", 0)),
-            current_image_count=int(report.get("current_image_count", 0)),
+            pixel_mean_shift=float(report.pixel.overall_mean_shift),
+            confidence_shift=float(report.confidence.mean_confidence_shift),
+            class_drift_distance=float(report.classes.wasserstein_distance),
+            baseline_image_count=report.baseline_image_count,
+            current_image_count=report.current_image_count,
             top_features=_top_features(report),
-            report_id=str(report["report_id"]) if report.get("report_id") else None,
+            report_id=report.report_id or None,
             report_url=report_url,
             report_path=report_path,
         )
@@ -215,16 +204,12 @@ class AlertMessage:
         return cls(**values)
 
 
-def _top_features(report: Mapping[str, Any]) -> tuple[str, ...]:
+def _top_features(report: DriftReport) -> tuple[str, ...]:
     """Names of the significant tests with the largest effect sizes, across all sections."""
-    tests: list[Mapping[str, Any]] = []
-    for section in ("pixel_distribution_drift", "confidence_drift", "class_distribution_drift"):
-        tests.extend((report.get(section) or {}).get("tests") or [])
-    significant = [t for t in tests if t.get("significant")]
-    significant.sort(key=lambda t: float(t.get("effect_size") or 0.0), reverse=True)
+    significant = sorted((t for t in report.tests if t.significant),
+                         key=lambda t: t.effect_size, reverse=True)
     names: list[str] = []
     for test in significant:
-        name = str(test.get("feature", "?"))
-        if name not in names:
-            names.append(name)
+        if test.feature not in names:
+            names.append(test.feature)
     return tuple(names[:TOP_FEATURES])

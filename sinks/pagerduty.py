@@ -19,8 +19,8 @@ from typing import Any
 from analyzer.severity import Severity
 from sinks.http_delivery import error_for_status, post_json
 from sinks.messages import AlertMessage
+from sinks.redact import scrub
 
-DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 MAX_SUMMARY_CHARS = 1024
 MAX_DEDUP_KEY_CHARS = 255
 
@@ -37,9 +37,9 @@ class PagerDutyConfig:
     """Integration routing key (a secret, out of ``repr``) and the Events API endpoint."""
 
     routing_key: str = field(repr=False)
-    events_url: str = DEFAULT_EVENTS_URL
-    source: str = "driftd"
-    timeout_s: float = 10.0
+    events_url: str
+    source: str
+    timeout_s: float
 
 
 class PagerDutyTransport:
@@ -101,7 +101,7 @@ class PagerDutyTransport:
             raise error_for_status(
                 response.status,
                 response.headers,
-                response.body.replace(self._config.routing_key, "<routing_key>"),
+                scrub(response.body, [self._config.routing_key]),
                 channel="pagerduty",
             )
 

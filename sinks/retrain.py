@@ -26,10 +26,10 @@ _PERMANENT_EXIT = frozenset({126, 127})
 class RetrainConfig:
     """What to trigger: an argv list, a URL, or both (the command runs first)."""
 
+    timeout_s: float
     command: tuple[str, ...] | None = None
     url: str | None = None
     token: str | None = field(default=None, repr=False)
-    timeout_s: float = 300.0
     cwd: str | None = None
 
 

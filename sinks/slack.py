@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from slack_sdk.webhook import WebhookClient
 
 from sinks.errors import DeliveryError
 from sinks.http_delivery import error_for_status
 from sinks.messages import AlertMessage
+from sinks.redact import scrub, webhook_secrets
 
 #: Slack truncates section text at 3000 characters; keep the summary well inside it.
 MAX_SUMMARY_CHARS = 2900
@@ -32,7 +32,7 @@ class SlackConfig:
     """Where and how to post: the webhook URL is a secret and stays out of ``repr``."""
 
     webhook_url: str = field(repr=False)
-    timeout_s: float = 10.0
+    timeout_s: float
 
 
 class SlackTransport:
@@ -83,19 +83,10 @@ class SlackTransport:
         )
 
     def _scrub(self, text: str) -> str:
-        for secret in webhook_secrets(self._config.webhook_url):
-            text = text.replace(secret, "<webhook>")
-        return text
+        return scrub(text, webhook_secrets(self._config.webhook_url))
 
 
-def webhook_secrets(url: str) -> list[str]:
-    """The parts of a webhook URL to redact: the URL, its path and each token-like segment."""
-    path = urlsplit(url).path
-    segments = [p for p in path.split("/") if len(p) >= 8 and p != "services"]
-    return sorted({url, path, *segments} - {"", "/"}, key=len, reverse=True)
-
-
-def _first(value: Any) -> str:
+def _first(value: object) -> str:
     """Header values arrive as lists from slack-sdk; keep the first."""
     if isinstance(value, list | tuple):
         return str(value[0]) if value else ""

@@ -1,4 +1,5 @@
-"""Opening the SQLite files driftd writes (state, outbox, embedded metric store).
+"""Opening the SQLite files driftd writes (state, outbox, embedded metric store): the one
+connection policy.
 
 Every connection is autocommit (callers open their own ``BEGIN IMMEDIATE`` transactions), in
 WAL mode and with a busy timeout, so the daemon's run, its retry job and its HTTP thread can
@@ -8,6 +9,8 @@ share one file: a writer holding the lock delays the others instead of failing t
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 BUSY_TIMEOUT_MS = 30_000
@@ -26,3 +29,16 @@ def connect_sqlite(path: str | Path, *, check_same_thread: bool = True) -> sqlit
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
     return conn
+
+
+@contextmanager
+def sqlite_connection(path: str | Path, failed: Callable[[Exception], Exception]
+                      ) -> Iterator[sqlite3.Connection]:
+    """A short-lived ``connect_sqlite`` connection, closed on exit. A database or file error,
+    opening it or inside the block, is raised as ``failed(err)`` (the caller's own error,
+    saying what could not be done and how to fix it), chained to ``err``."""
+    try:
+        with closing(connect_sqlite(path)) as conn:
+            yield conn
+    except (sqlite3.Error, OSError) as err:
+        raise failed(err) from err

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.images",
     "tests.fixtures.postgres",
     "tests.fixtures.servers",
+    "tests.fixtures.report_roundtrip",
 ]

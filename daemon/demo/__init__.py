@@ -9,13 +9,18 @@ and prints what happened.
 
 from __future__ import annotations
 
-import json
 import shutil
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
+
+from daemon.defaults import STATE_DB_NAME
+from daemon.exit_codes import EXIT_OK, EXIT_RUNTIME
+from daemon.state import Outbox
+from sinks.files import ReportFiles
 
 HERE = Path(__file__).resolve().parent
 POOL = HERE / "images"
@@ -101,10 +106,10 @@ level = "warning"
     return config
 
 
-def run_demo(workdir: Path, today: date | None = None) -> int:
-    """Build the demo, run it end to end, print the outcome; returns the exit code."""
-    from daemon.cli import EXIT_OK, EXIT_RUNTIME, main
-
+def run_demo(workdir: Path, run_cli: Callable[[Sequence[str]], int],
+             today: date | None = None) -> int:
+    """Build the demo, run it end to end with ``run_cli`` (``daemon.cli.main``), print the
+    outcome; returns the exit code."""
     workdir = workdir.resolve()
     today = today or date.today()
     try:
@@ -114,7 +119,7 @@ def run_demo(workdir: Path, today: date | None = None) -> int:
         return EXIT_RUNTIME
     print(f"driftd demo in {workdir}")
     for step in (["baseline", str(workdir / "baseline")], ["run", "--once"]):
-        code = main(["--config", str(config), *step])
+        code = run_cli(["--config", str(config), *step])
         if code != EXIT_OK:
             print(f"driftd demo: `driftd {' '.join(step)}` failed with exit code {code}")
             return code
@@ -124,20 +129,19 @@ def run_demo(workdir: Path, today: date | None = None) -> int:
 
 def print_outcome(workdir: Path) -> None:
     """The summary table, where the reports are, and what was alerted."""
-    from sinks.outbox import Outbox
-
     reports = workdir / "var" / "reports"
     print(f"\n{'date':10}  {'drift':5}  {'severity':8}  {'images':>6}  summary")
-    for path in sorted(reports.glob("monitor_report_*.json")):
-        report = json.loads(path.read_text(encoding="utf-8"))
+    files = ReportFiles(reports)
+    for report_id in files.list_ids():
+        report = files.read_report(report_id)
         print(
-            f"{report.get('report_id', ''):10}  "
-            f"{'yes' if report.get('overall_drift_detected') else 'no':5}  "
-            f"{report.get('overall_severity', ''):8}  {report.get('current_image_count', 0):>6}  "
-            f"{str(report.get('drift_summary', ''))[:70]}"
+            f"{report.report_id:10}  "
+            f"{'yes' if report.overall_drift_detected else 'no':5}  "
+            f"{report.overall_severity.value:8}  {report.current_image_count:>6}  "
+            f"{report.drift_summary[:70]}"
         )
     print(f"\nreports (JSON + HTML): {reports}")
-    alerts = Outbox(workdir / "var" / "state.sqlite").outbox_all()
+    alerts = Outbox(workdir / "var" / STATE_DB_NAME).outbox_all()
     print("alerts:" if alerts else "alerts: none")
     for alert in alerts:
         print(f"  {alert.partition}  {alert.channel:9} {alert.kind:8} {alert.severity:6} "

@@ -8,12 +8,13 @@ and backfills never duplicate rows.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone, tzinfo
+from datetime import date, datetime
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+
+from analyzer.contract import DriftReport
+from sinks.files import report_id_for
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,12 @@ class StoreOptions:
     night is deferred like in an outage.
     """
 
+    retention_days: int | None
+    compress_after_days: int | None
+    connect_timeout_s: int
+    statement_timeout_s: float
+    lock_timeout_s: float
     password: str | None = field(default=None, repr=False)
-    retention_days: int | None = 400
-    compress_after_days: int | None = 30
-    connect_timeout_s: int = 5
-    statement_timeout_s: float = 30.0
-    lock_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,10 @@ class NightRecord:
     """One night to persist.
 
     ``partition``: the folder date (the idempotency key); ``time``: the instant the metric
-    rows are plotted at — the night itself, ``night_start(partition, tz)``, so that a
-    catch-up or a backfill puts each night at its own date; ``metrics``: ``(name, value)``
-    pairs as ``analyzer.report.metric_rows`` returns them (a repeated name keeps its last
-    value); ``labels``: constant tags stored beside every row (e.g. model name).
+    rows are plotted at — the night itself, ``sinks.times.night_start(partition, tz)``, so
+    that a catch-up or a backfill puts each night at its own date; ``metrics``: ``(name,
+    value)`` pairs as ``analyzer.contract.metric_rows`` returns them (a repeated name keeps
+    its last value); ``labels``: constant tags stored beside every row (e.g. model name).
     ``started_at``: when the run began, for the runs mirror (defaults to ``time``);
     ``analysed_at``: when the night was analysed (the report's ``timestamp``; defaults to
     ``time``), stored as the report's ``created_at``.
@@ -56,7 +57,7 @@ class NightRecord:
     partition: date
     run_id: str
     time: datetime
-    report: dict[str, Any]
+    report: DriftReport
     metrics: list[tuple[str, float]]
     labels: dict[str, str] = field(default_factory=dict)
     started_at: datetime | None = None
@@ -64,23 +65,22 @@ class NightRecord:
 
     @property
     def report_id(self) -> str:
-        """The report's id (``report["report_id"]``), else the folder date as ``YYYYMMDD``."""
-        rid = self.report.get("report_id")
-        return str(rid) if rid else self.partition.strftime("%Y%m%d")
+        """The report's id, else the folder date as ``YYYYMMDD``."""
+        return self.report.report_id or report_id_for(self.partition)
 
     @property
     def severity(self) -> str:
-        """The report's overall severity (``none`` when the report has none)."""
-        return str(self.report.get("overall_severity", "none"))
+        """The report's overall severity."""
+        return self.report.overall_severity.value
 
     @property
     def drift_detected(self) -> bool:
-        return bool(self.report.get("overall_drift_detected", False))
+        return self.report.overall_drift_detected
 
 
 @dataclass(frozen=True)
 class ReportRow:
-    """A stored report: its summary columns and the full report dict."""
+    """A stored report: its summary columns and the full report."""
 
     report_id: str
     partition: date
@@ -88,7 +88,7 @@ class ReportRow:
     drift_detected: bool
     created_at: datetime
     run_id: str
-    report: dict[str, Any]
+    report: DriftReport
 
 
 @dataclass(frozen=True)
@@ -133,48 +133,6 @@ class MetricStore(Protocol):
         """Release connections (the store reconnects on the next call)."""
 
 
-_URL_PASSWORD = re.compile(r"(://[^:/@?#\s]*:)([^@/\s]*)(@)")
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&#\s]*)", re.IGNORECASE)
-
-
-def mask_dsn(dsn: str) -> str:
-    """``dsn`` with any password masked as ``***`` (URL userinfo, ``?password=``, ``password=``)."""
-    if "://" not in dsn:
-        return _KV_PASSWORD.sub(r"\1***", dsn)
-    try:
-        parts = urlsplit(dsn)
-        if parts.password is not None:
-            userinfo, _, hostport = parts.netloc.rpartition("@")
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-            dsn = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    except ValueError:
-        pass  # not parseable as a URL: the patterns below still mask it
-    dsn = _URL_PASSWORD.sub(r"\1***\3", dsn)
-    return _QUERY_PASSWORD.sub(r"\1***", dsn)
-
-
-def scrub(text: str, secrets: Sequence[str | None]) -> str:
-    """``text`` with every non-empty secret in ``secrets`` replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def night_start(day: date, tz: tzinfo = timezone.utc) -> datetime:
-    """Midnight at the start of ``day`` in ``tz`` (the schedule's timezone): the instant a
-    night's metric rows carry, whenever the night was analysed."""
-    return datetime.combine(day, time(), tz)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """``moment`` in UTC; a naive datetime is taken to be UTC already."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
-
-
 def unique_metrics(metrics: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
     """``metrics`` with one value per name (the last one), in first-seen order, as floats.
 
@@ -189,22 +147,13 @@ def unique_metrics(metrics: Sequence[tuple[str, float]]) -> list[tuple[str, floa
     return list(merged.items())
 
 
-def image_counts(report: dict[str, Any]) -> tuple[int | None, int | None]:
-    """The report's baseline and current image counts (``None`` where absent)."""
-    counts = []
-    for key in ("baseline_image_count", "current_image_count"):
-        value = report.get(key)
-        counts.append(int(value) if isinstance(value, int | float) else None)
-    return counts[0], counts[1]
-
-
-def night_to_json(night: NightRecord) -> dict[str, Any]:
+def night_to_json(night: NightRecord) -> dict[str, object]:
     """``night`` as a JSON-serialisable dict (the pending-write payload format)."""
     return {
         "partition": night.partition.isoformat(),
         "run_id": night.run_id,
         "time": night.time.isoformat(),
-        "report": night.report,
+        "report": night.report.to_dict(),
         "metrics": [[name, value] for name, value in night.metrics],
         "labels": night.labels,
         "started_at": night.started_at.isoformat() if night.started_at else None,
@@ -213,12 +162,13 @@ def night_to_json(night: NightRecord) -> dict[str, Any]:
 
 
 def night_from_json(raw: dict[str, Any]) -> NightRecord:
-    """The ``NightRecord`` of a ``night_to_json`` dict; raises ``KeyError``/``ValueError``."""
+    """The ``NightRecord`` of a ``night_to_json`` dict; raises ``KeyError``, ``TypeError`` or
+    ``ValueError`` (``ReportFormatError`` for the report) when it is not one."""
     return NightRecord(
         partition=date.fromisoformat(raw["partition"]),
         run_id=str(raw["run_id"]),
         time=datetime.fromisoformat(raw["time"]),
-        report=raw["report"],
+        report=DriftReport.from_dict(raw["report"]),
         metrics=[(str(n), float(v)) for n, v in raw["metrics"]],
         labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
         started_at=datetime.fromisoformat(raw["started_at"]) if raw.get("started_at") else None,

@@ -17,48 +17,33 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from datetime import date, datetime, timedelta
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import psycopg2
 import psycopg2.extras
 
+from analyzer.contract import DriftReport
 from sinks.errors import StoreUnavailable
 from sinks.files import dumps_json
+from sinks.redact import dsn_secrets, mask_dsn, scrub
 from sinks.store.base import (
     MetricPoint,
     NightRecord,
     ReportRow,
     StoreOptions,
-    as_utc,
-    image_counts,
-    mask_dsn,
-    scrub,
     unique_metrics,
 )
 from sinks.store.migrations import ADVISORY_LOCK_KEY, migrate_postgres
-
-
-def _url_password(dsn: str) -> str | None:
-    try:
-        password = urlsplit(dsn).password if "://" in dsn else None
-    except ValueError:
-        return None
-    return password
+from sinks.times import as_utc
 
 
 class PostgresStore:
     """``MetricStore`` on PostgreSQL (optionally TimescaleDB); see ``sinks.store.base``."""
 
-    def __init__(self, dsn: str, options: StoreOptions | None = None) -> None:
+    def __init__(self, dsn: str, options: StoreOptions) -> None:
         self._dsn = dsn
-        self.options = options or StoreOptions()
+        self.options = options
         self.url = mask_dsn(dsn)
-        url_password = _url_password(dsn)
-        self._secrets = [
-            self.options.password,
-            url_password,
-            unquote(url_password) if url_password else None,
-        ]
+        self._secrets = [self.options.password, *dsn_secrets(dsn)]
         self._migrated = False
         self.timescale: bool | None = None
         """Whether TimescaleDB was found by the last ``migrate`` (None before it ran)."""
@@ -115,7 +100,7 @@ class PostgresStore:
         at = as_utc(night.time)
         analysed = as_utc(night.analysed_at or night.time)
         labels = json.dumps(night.labels, sort_keys=True)
-        baseline_n, current_n = image_counts(night.report)
+        baseline_n, current_n = night.report.baseline_image_count, night.report.current_image_count
         with self._ready(f"write the night of {night.partition}") as conn:
             try:
                 with conn.cursor() as cur:
@@ -152,7 +137,7 @@ class PostgresStore:
                             night.drift_detected,
                             analysed,
                             night.run_id,
-                            dumps_json(night.report),
+                            dumps_json(night.report.to_dict()),
                             at,
                         ),
                     )
@@ -188,7 +173,8 @@ class PostgresStore:
                 (limit,),
             )
             rows = cur.fetchall()
-        return [ReportRow(*row) for row in rows]
+        return [ReportRow(row[0], row[1], row[2], row[3], row[4], row[5],
+                          DriftReport.from_dict(row[6])) for row in rows]
 
     def metric_history(self, names: Sequence[str], until: date, days: int) -> list[MetricPoint]:
         if not names:

@@ -9,23 +9,23 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from analyzer.contract import DriftReport
 from sinks.errors import StoreUnavailable
 from sinks.files import dumps_json
-from sinks.sqlite_file import connect_sqlite
+from sinks.sqlite_file import sqlite_connection
 from sinks.store.base import (
     MetricPoint,
     NightRecord,
     ReportRow,
     StoreOptions,
-    as_utc,
-    image_counts,
     unique_metrics,
 )
 from sinks.store.migrations import migrate_sqlite
+from sinks.times import as_utc, parse_text, to_text
 
 
 def sqlite_url(path: Path | str) -> str:
@@ -44,29 +44,19 @@ def sqlite_path(url: str) -> Path:
     return Path(url[len(prefix) :])
 
 
-def _iso(moment: datetime) -> str:
-    return as_utc(moment).isoformat()
-
-
 class SQLiteStore:
     """``MetricStore`` on a local SQLite file; see ``sinks.store.base.MetricStore``."""
 
-    def __init__(self, path: Path | str, options: StoreOptions | None = None) -> None:
+    def __init__(self, path: Path | str, options: StoreOptions) -> None:
         self.path = Path(path)
-        self.options = options or StoreOptions()
+        self.options = options
         self.url = sqlite_url(self.path)
         self._migrated = False
 
-    @contextmanager
-    def _connect(self, action: str) -> Iterator[sqlite3.Connection]:
-        try:
-            with closing(connect_sqlite(self.path)) as conn:
-                yield conn
-        except (sqlite3.Error, OSError) as err:
-            raise StoreUnavailable(
-                f"metric store {self.url} could not {action}: {err}; check that the file's "
-                "folder exists and is writable by driftd"
-            ) from err
+    def _connect(self, action: str) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlite_connection(self.path, lambda err: StoreUnavailable(
+            f"metric store {self.url} could not {action}: {err}; check that the file's "
+            "folder exists and is writable by driftd"))
 
     @contextmanager
     def _ready(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -83,10 +73,10 @@ class SQLiteStore:
 
     def write_night(self, night: NightRecord) -> None:
         day = night.partition.isoformat()
-        at = _iso(night.time)
-        analysed = _iso(night.analysed_at or night.time)
+        at = to_text(night.time)
+        analysed = to_text(night.analysed_at or night.time)
         labels = json.dumps(night.labels, sort_keys=True)
-        baseline_n, current_n = image_counts(night.report)
+        baseline_n, current_n = night.report.baseline_image_count, night.report.current_image_count
         with self._ready(f"write the night of {day}") as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -111,7 +101,7 @@ class SQLiteStore:
                         int(night.drift_detected),
                         analysed,
                         night.run_id,
-                        dumps_json(night.report),
+                        dumps_json(night.report.to_dict()),
                         at,
                     ),
                 )
@@ -122,7 +112,7 @@ class SQLiteStore:
                     (
                         day,
                         night.run_id,
-                        _iso(night.started_at or night.analysed_at or night.time),
+                        to_text(night.started_at or night.analysed_at or night.time),
                         analysed,
                         night.severity,
                         baseline_n,
@@ -147,9 +137,9 @@ class SQLiteStore:
                 partition=date.fromisoformat(r[1]),
                 severity=r[2],
                 drift_detected=bool(r[3]),
-                created_at=datetime.fromisoformat(r[4]),
+                created_at=parse_text(r[4]),
                 run_id=r[5],
-                report=json.loads(r[6]),
+                report=DriftReport.from_dict(json.loads(r[6])),
             )
             for r in rows
         ]
@@ -167,7 +157,7 @@ class SQLiteStore:
                 (*names, since.isoformat(), until.isoformat()),
             ).fetchall()
         return [
-            MetricPoint(date.fromisoformat(r[0]), r[1], float(r[2]), datetime.fromisoformat(r[3]))
+            MetricPoint(date.fromisoformat(r[0]), r[1], float(r[2]), parse_text(r[3]))
             for r in rows
         ]
 

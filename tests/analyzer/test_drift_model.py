@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from analyzer import DatasetAnalyzer, ModelError
-from analyzer.report import metric_rows
+from analyzer.contract import DriftReport, metric_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "demo_classifier.tflite"
@@ -91,7 +91,8 @@ def test_faded_images_lower_the_models_confidence(folders: dict[str, Path],
     family = (report["pixel_distribution_drift"]["tests"] + section["tests"]
               + report["class_distribution_drift"]["tests"])
     assert all(t["p_adjusted"] >= t["p_value"] for t in family)
-    assert dict(metric_rows(report))["confidence_shift"] == section["mean_confidence_shift"]
+    rows = dict(metric_rows(DriftReport.from_dict(report)))
+    assert rows["confidence_shift"] == section["mean_confidence_shift"]
 
 
 def test_baseline_without_model_makes_model_sections_unavailable(

@@ -29,7 +29,8 @@ def _test(feature: str, section: str, effect: float, severity: str = "none",
     return {
         "feature": feature, "section": section, "test": test, "statistic": effect * 1.7,
         "p_value": p, "p_adjusted": min(1.0, p * 30), "effect_size": effect,
-        "effect_size_kind": kind, "threshold": threshold, "significant": significant,
+        "effect_size_kind": kind, "threshold": threshold, "alpha": 0.05,
+        "significant": significant,
         "severity": severity, "baseline_mean": base, "current_mean": cur,
         "baseline_n": 500, "current_n": 480,
     }
@@ -130,7 +131,7 @@ def make_report(image_dir: Path | None = None, drift: bool = True) -> dict[str, 
                         for i, (label, b, c) in enumerate(
                             zip(FASHION, base_shares, cur_shares, strict=True))],
             "tests": [_test("predicted_class", "class_distribution_drift", 0.14, "low",
-                            None, None, test="chi2", kind="cramers_v")],
+                            None, None, test="chi2", kind="tvd")],
         },
         "data_quality": _quality(["corrupt_001.jpg", "empty.jpg"]),
         "atypical_images": atypical,
@@ -255,8 +256,9 @@ class TestSafety:
 
 
 class TestFile:
-    def test_write_is_atomic_and_returns_path(self, tmp_path: Path) -> None:
-        """The report lands at the given path, replacing the old one, with no temp file left."""
+    def test_write_replaces_the_page_and_returns_path(self, tmp_path: Path) -> None:
+        """The report lands at the given path, replacing the old one, and nothing else is left
+        in the folder (the daemon's own atomic writes are sinks.files')."""
         target = tmp_path / "out" / "monitor_report_20261126.html"
         target.parent.mkdir()
         target.write_text("old")

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from analyzer import charts
+from analyzer.contract import DriftReport
 from analyzer.html import generate_html_report, render_html_report
+from analyzer.render import charts
 from tests.analyzer.test_html import _text, make_report
 
 CUTOFFS = {"wasserstein_low": 0.1, "wasserstein_medium": 0.25, "wasserstein_high": 0.5,
-           "psi_low": 0.1, "psi_medium": 0.25, "psi_high": 0.5}
+           "tvd_low": 0.05, "tvd_medium": 0.1, "tvd_high": 0.2}
 
 
 def _report(**changes: Any) -> dict[str, Any]:
@@ -90,9 +91,9 @@ class TestCharts:
     def test_one_changed_feature_gets_no_bar_chart(self) -> None:
         """Predicted classes has one significant test: its numbers are in the table, and no
         one-bar effect chart is drawn; two bars are."""
-        tests = make_report()["pixel_distribution_drift"]["tests"]
-        assert charts.effect_sizes([t for t in tests if t["significant"]][:1]) is None
-        assert charts.effect_sizes([t for t in tests if t["significant"]][:2]) is not None
+        tests = DriftReport.from_dict(make_report()).pixel.tests
+        assert charts.effect_sizes([t for t in tests if t.significant][:1]) is None
+        assert charts.effect_sizes([t for t in tests if t.significant][:2]) is not None
         page = render_html_report(_report())
         section = page[page.index('id="class_distribution_drift"'):page.index(
             'id="data_quality"')]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from analyzer import DatasetAnalyzer
-from analyzer.report import metric_rows
+from analyzer.contract import DriftReport, metric_rows
 from tests.fixtures.images import write_images
 
 NOW = datetime(2026, 11, 26, 1, 15, 3, tzinfo=timezone.utc)
@@ -78,7 +78,7 @@ def test_histograms_have_the_configured_bins(report: dict[str, Any]) -> None:
 
 def test_metric_rows_start_with_the_seed_names(report: dict[str, Any]) -> None:
     """metric_rows gives the seed's three names first, then one row per test and issue."""
-    rows = metric_rows(report)
+    rows = metric_rows(DriftReport.from_dict(report))
     assert [name for name, _ in rows[:3]] == ["pixel_mean_shift", "confidence_shift",
                                               "drift_detected"]
     values = dict(rows)

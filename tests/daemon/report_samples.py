@@ -1,4 +1,4 @@
-"""Report dicts in the shape docs/ARCHITECTURE.md documents, for the status API tests."""
+"""Report files as the daemon writes them, for the status API and CLI tests."""
 
 from __future__ import annotations
 
@@ -7,62 +7,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-
-def _test(section: str, feature: str, effect: float, p: float, kind: str) -> dict[str, Any]:
-    return {
-        "feature": feature, "section": section, "test": "ks", "statistic": 0.3,
-        "p_value": p, "p_adjusted": min(1.0, p * 4), "effect_size": effect,
-        "effect_size_kind": kind, "threshold": 0.1, "significant": p < 0.05,
-        "severity": "high" if p < 0.05 else "none", "baseline_mean": 1.0,
-        "current_mean": 2.0, "baseline_n": 500, "current_n": 480,
-    }
+from tests.fixtures import reports
 
 
-def make_report(report_id: str, severity: str = "high", drift: bool = True) -> dict[str, Any]:
-    """A full drift report: pixel drift ``severity``, model sections present, one bad file."""
-    return {
-        "schema_version": 1,
-        "report_id": report_id,
-        "timestamp": "2026-11-26T01:15:03+00:00",
-        "data_dir": f"/srv/production/{report_id}",
-        "overall_drift_detected": drift,
-        "overall_severity": severity,
-        "drift_summary": f"{severity.capitalize()} drift: brightness shifted",
-        "baseline_image_count": 500,
-        "current_image_count": 480,
-        "settings": {"alpha": 0.05, "correction": "holm"},
-        "pixel_distribution_drift": {
-            "severity": severity, "drift_detected": drift, "available": True,
-            "overall_mean_shift": 0.0832,
-            "channel_means": {"baseline": [120, 110, 100], "current": [140, 130, 120]},
-            "tests": [
-                _test("pixel_distribution_drift", "brightness", 0.42, 1e-9, "wasserstein_norm"),
-                _test("pixel_distribution_drift", "sharpness", 0.01, 0.6, "wasserstein_norm"),
-            ],
-        },
-        "confidence_drift": {
-            "severity": "medium", "drift_detected": True, "available": True,
-            "mean_confidence_shift": -0.12, "baseline_mean_confidence": 0.91,
-            "current_mean_confidence": 0.79, "estimated_accuracy_change": -0.1,
-            "tests": [_test("confidence_drift", "max_confidence", 0.2, 1e-4, "ks_d")],
-        },
-        "class_distribution_drift": {
-            "severity": "low", "drift_detected": True, "available": True,
-            "wasserstein_distance": 0.03, "chi2_statistic": 41.2, "p_value": 1e-6,
-            "classes": [{"index": 0, "label": "cat", "baseline_share": 0.1,
-                         "current_share": 0.2}],
-            "tests": [_test("class_distribution_drift", "predicted_class", 0.15, 1e-6,
-                            "cramers_v")],
-        },
-        "data_quality": {
-            "severity": "none", "total_files": 481, "analyzed": 480,
-            "issues": {
-                "unreadable": {"count": 1, "examples": ["a.jpg"]},
-                "zero_byte": {"count": 0, "examples": []},
-            },
-        },
-        "atypical_images": [],
-    }
+def make_report(report_id: str, severity: str = "high", **changes: Any) -> dict[str, Any]:
+    """A full drift report dict as the daemon writes it: pixel drift ``severity``, model
+    sections present (confidence medium, classes low), one bad file; ``changes`` go to
+    ``tests.fixtures.reports.make_report``."""
+    return reports.make_report(report_id, severity, **changes).to_dict()
 
 
 def write_report(reports_dir: Path, report: dict[str, Any], mtime: float | None = None) -> Path:

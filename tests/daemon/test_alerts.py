@@ -15,9 +15,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from analyzer.contract import DriftReport
+from analyzer.severity import Severity
 from daemon.alert_settings import AlertsSettings, RetrainSettings
 from daemon.alerts import AlertDispatcher, AlertRouter, DeliveryStats, send_test_alert
-from sinks.outbox import Outbox
+from daemon.state import Outbox
+from tests.fixtures.reports import make_report, make_test
 from tests.fixtures.servers import RecordingHTTPServer, Reply, SMTPServer
 
 SLACK_SECRET = "xoxSLACKsecretPATH42"
@@ -25,24 +28,16 @@ ROUTING_KEY = "PDroutingKEYsecret0042"
 START = datetime(2026, 11, 27, 1, 15, tzinfo=timezone.utc)
 
 
-def report(severity: str, day: date = date(2026, 11, 26)) -> dict[str, Any]:
-    """A drift report dict with the seed's keys at ``severity``."""
+def report(severity: str, day: date = date(2026, 11, 26)) -> DriftReport:
+    """A night's report at ``severity``, driven by sharpness; the model sections quiet."""
     drift = severity != "none"
-    return {
-        "report_id": day.strftime("%Y%m%d"),
-        "overall_severity": severity,
-        "overall_drift_detected": drift,
-        "drift_summary": f"{severity.title()} drift: sharpness shifted" if drift else "No drift",
-        "baseline_image_count": 500,
-        "current_image_count": 480,
-        "pixel_distribution_drift": {
-            "severity": severity,
-            "overall_mean_shift": 0.08 if drift else 0.001,
-            "tests": [{"feature": "sharpness", "significant": drift, "effect_size": 0.4}],
-        },
-        "confidence_drift": {"severity": "none", "mean_confidence_shift": -0.01},
-        "class_distribution_drift": {"severity": "none", "wasserstein_distance": 0.002},
-    }
+    return make_report(
+        day.strftime("%Y%m%d"), severity, confidence="none", classes="none",
+        shift=0.08 if drift else 0.001, confidence_shift=-0.01, class_distance=0.002,
+        unreadable=(), summary=f"{severity.title()} drift: sharpness shifted" if drift
+        else "No drift",
+        pixel_tests=[make_test("sharpness", severity=Severity.parse(severity), effect=0.4)],
+    )
 
 
 class Clock:

@@ -19,7 +19,9 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from analyzer.contract import DriftReport
 from daemon.http import StatusServer, parse_listen, start_status_server
+from daemon.state import Outbox, OutboxAlert, StateDB
 from daemon.status import (
     DaemonState,
     FileStatusProvider,
@@ -28,8 +30,6 @@ from daemon.status import (
     StatusProvider,
 )
 from sinks.files import ReportFiles
-from sinks.outbox import Outbox, OutboxAlert
-from sinks.state import StateDB
 from tests.daemon.report_samples import make_report, write_report
 
 T0 = datetime(2026, 11, 26, 1, 0, tzinfo=timezone.utc)
@@ -98,10 +98,10 @@ class CurrentProvider:
 
     current: StatusProvider
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, object]:
         return self.current.health()
 
-    def latest_report(self) -> dict[str, Any] | None:
+    def latest_report(self) -> DriftReport | None:
         return self.current.latest_report()
 
     def report_path(self, report_id: str, ext: ReportExt) -> Path | None:
@@ -407,13 +407,14 @@ class TestRealReport:
         baseline_dir = image_folder("baseline", n=30, seed=0)
         current_dir = image_folder("20261126", n=30, seed=1, brightness=1.6)
         baseline = dataset.DatasetAnalyzer(baseline_dir, workers=1).analyze()
-        report = dataset.DatasetAnalyzer(
+        typed = dataset.DatasetAnalyzer(
             current_dir, workers=1, now=T0, report_id="20261126"
-        ).detect_drift(baseline)
+        ).drift_report(baseline)
+        report = typed.to_dict()
         files = ReportFiles(served.reports)
-        files.write_json("20261126", report)
-        html_module = pytest.importorskip("analyzer.html")
-        files.write_html("20261126", lambda p: html_module.generate_html_report(report, p))
+        files.write_json("20261126", typed)
+        render = pytest.importorskip("analyzer.render")
+        files.write_html("20261126", render.render_html(typed))
 
         latest = request(served.base + f"{API}/latest").json()
         assert latest["report_id"] == "20261126"

@@ -21,16 +21,17 @@ import psycopg2
 import pytest
 from structlog.testing import capture_logs
 
-from daemon.config import load_settings
+from daemon.config import StoreSettings, load_settings
 from daemon.http import start_status_server
 from daemon.pipeline import Partition
 from daemon.scheduler import Daemon
+from daemon.state import Outbox, StateDB, store_or_defer
 from daemon.status import FileStatusProvider
 from sinks.files import REPORT_ID_RE, REPORT_ID_RULE, ReportFileError, ReportFiles
-from sinks.state import StateDB
-from sinks.store import NightRecord, SQLiteStore, StoreOptions, store_or_defer
+from sinks.store import NightRecord, SQLiteStore
 from tests.daemon.conftest import cli_env, driftd
 from tests.fixtures.images import write_images
+from tests.fixtures.reports import make_report
 
 NOW = datetime(2026, 12, 4, 1, 15, tzinfo=timezone.utc)
 """A fixed clock: folder names and retention cut-offs do not depend on today."""
@@ -159,8 +160,6 @@ class TestNotCounted:
         assert daemon.status.last_run_ok is False and daemon.status.failures_total == 4
         assert _ledger(tmp_path, date(2026, 12, 2)) is None
         assert _ledger(tmp_path, date(2026, 12, 3)) is None
-        from sinks.outbox import Outbox
-
         alerts = Outbox(tmp_path / "var" / "state.sqlite").outbox_all()
         assert [(a.channel, a.kind, a.status) for a in alerts] == [
             ("console", "run_failed", "sent")]
@@ -247,9 +246,9 @@ class TestStatusTimes:
     ) -> None:
         """`driftd status` shows the time of the store error, not the run's start."""
         (tmp_path / "not-a-dir").write_text("")
-        store = SQLiteStore(tmp_path / "not-a-dir" / "metrics.sqlite", StoreOptions())
+        store = SQLiteStore(tmp_path / "not-a-dir" / "metrics.sqlite", StoreSettings().options())
         state = StateDB(tmp_path / "state.sqlite")
-        night = NightRecord(date(2026, 12, 3), "run-1", NOW, {"timestamp": NOW.isoformat()}, [])
+        night = NightRecord(date(2026, 12, 3), "run-1", NOW, make_report("20261203"), [])
         before = datetime.now(timezone.utc)
         assert store_or_defer(state, store, night, tmp_path / "report.json") is False
         status = state.store_status()
@@ -290,7 +289,7 @@ class TestRetention:
             daemon.backfill([day], datetime.combine(day, datetime.min.time(), timezone.utc))
             assert folder.is_dir()
         reports = tmp_path / "var" / "reports"
-        ReportFiles(reports).write_json("check-20261001T000000Z", {"kept": True})
+        ReportFiles(reports).write_json("check-20261001T000000Z", make_report("check-x"))
         summary = daemon.run_pending(NOW)
         assert summary.error is None
         assert _stored_dates(url) == {"monitoring_metrics": {recent, date(2026, 12, 3)},

@@ -14,8 +14,7 @@ import pytest
 
 from daemon.config import load_settings
 from daemon.scheduler import Daemon
-from sinks.outbox import Outbox
-from sinks.state import StateDB
+from daemon.state import Outbox, StateDB
 from tests.daemon.conftest import ROOT, cli_env, driftd
 from tests.fixtures.images import write_images
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from analyzer.contract import DriftReport
+from daemon.config import StoreSettings
+from daemon.state import Outbox, OutboxAlert, StateDB
 from daemon.status import DaemonState, FileStatusProvider, is_valid_report_id, status_summary
-from sinks.outbox import Outbox, OutboxAlert
-from sinks.state import StateDB
 from sinks.store.sqlite import SQLiteStore
 from tests.daemon.report_samples import make_report, write_report
 
@@ -26,7 +27,7 @@ def _provider(reports_dir: Path) -> FileStatusProvider:
 class TestStatusSummary:
     def test_seed_keys_and_values(self) -> None:
         """The summary carries the seed's dashboard keys with the report's numbers."""
-        summary = status_summary(make_report("20261126"))
+        summary = status_summary(DriftReport.from_dict(make_report("20261126")))
         assert summary["timestamp"] == "2026-11-26T01:15:03+00:00"
         assert summary["drift_detected"] is True
         assert summary["metrics"] == {
@@ -38,25 +39,33 @@ class TestStatusSummary:
     def test_severity_is_ordered_not_alphabetical(self) -> None:
         """A high pixel drift with no confidence drift reads "high", where the seed's max() of
         the strings would say "none"."""
-        report = make_report("20261126", severity="high")
-        report["confidence_drift"]["severity"] = "none"
+        report = make_report("20261126", severity="high", confidence="none", classes="none")
         assert max("high", "none") == "none"  # the seed's bug this guards against
-        assert status_summary(report)["severity_level"] == "high"
+        assert status_summary(DriftReport.from_dict(report))["severity_level"] == "high"
 
-    def test_missing_overall_severity_uses_highest_section(self) -> None:
-        """An older report without overall_severity gets the highest section severity by rank."""
+    def test_missing_overall_severity_uses_highest_section(self, tmp_path: Path) -> None:
+        """A report file without overall_severity (not written by driftd) gets the highest
+        section severity by rank."""
         report = make_report("20261126", severity="low")
         del report["overall_severity"]
-        report["confidence_drift"]["severity"] = "medium"
-        assert status_summary(report)["severity_level"] == "medium"
+        report["confidence_drift"]["severity"] = "medium"  # type: ignore[index]
+        write_report(tmp_path, report)
+        latest = _provider(tmp_path).latest_report()
+        assert latest is not None
+        assert status_summary(latest)["severity_level"] == "medium"
 
-    def test_model_sections_absent_read_as_zero(self) -> None:
-        """Without model sections the seed's defaults apply (0 shift, distance 0)."""
+    def test_model_sections_absent_read_as_zero(self, tmp_path: Path) -> None:
+        """A report file without model sections reads with the seed's defaults (0 shift,
+        distance 0)."""
         report = make_report("20261126")
         del report["confidence_drift"], report["class_distribution_drift"]
-        summary = status_summary(report)
-        assert summary["metrics"]["confidence_shift"] == 0.0
-        assert summary["metrics"]["class_drift_distance"] == 0.0
+        write_report(tmp_path, report)
+        latest = _provider(tmp_path).latest_report()
+        assert latest is not None
+        summary = status_summary(latest)
+        assert summary["metrics"] == {
+            "pixel_mean_shift": 0.0832, "confidence_shift": 0.0, "class_drift_distance": 0.0,
+        }
 
 
 class TestReportIds:
@@ -83,7 +92,7 @@ class TestFileStatusProvider:
         provider = _provider(tmp_path)
         assert provider.latest_report_id() == "20261126"
         latest = provider.latest_report()
-        assert latest is not None and latest["report_id"] == "20261126"
+        assert latest is not None and latest.report_id == "20261126"
 
     def test_latest_without_nightly_uses_mtime(self, tmp_path: Path) -> None:
         """With only check reports, the newest file is the latest."""
@@ -100,9 +109,9 @@ class TestFileStatusProvider:
         """A rerun that rewrites the night's report is served, not a cached old copy."""
         write_report(tmp_path, make_report("20261126", severity="high"), mtime=1_000)
         provider = _provider(tmp_path)
-        assert provider.latest_report()["overall_severity"] == "high"  # type: ignore[index]
+        assert provider.latest_report().pixel.severity == "high"  # type: ignore[union-attr]
         write_report(tmp_path, make_report("20261126", severity="low"), mtime=2_000)
-        assert provider.latest_report()["overall_severity"] == "low"  # type: ignore[index]
+        assert provider.latest_report().pixel.severity == "low"  # type: ignore[union-attr]
 
     def test_report_path_stays_inside_reports_dir(self, tmp_path: Path) -> None:
         """A report file that is a symlink out of the reports folder is not served."""
@@ -142,12 +151,12 @@ class TestFileStatusProvider:
         """A real SQLite store is reachable; one whose folder cannot exist is not (degraded)."""
         state = DaemonState(started_at=T0)
         state.set_scheduler_alive(True)
-        good = SQLiteStore(tmp_path / "metrics.sqlite")
+        good = SQLiteStore(tmp_path / "metrics.sqlite", StoreSettings().options())
         health = FileStatusProvider(tmp_path, None, good, state).health()
         assert health["store"]["reachable"] is True and health["status"] == "ok"
         blocker = tmp_path / "not-a-dir"
         blocker.write_text("")
-        bad = SQLiteStore(blocker / "metrics.sqlite")
+        bad = SQLiteStore(blocker / "metrics.sqlite", StoreSettings().options())
         health = FileStatusProvider(tmp_path, None, bad, state).health()
         assert health["store"] == {
             "configured": True, "reachable": False, "error": "StoreUnavailable",

@@ -34,6 +34,7 @@ def _plain(server: SMTPServer, *recipients: str) -> EmailConfig:
         sender="driftd@example.com",
         recipients=recipients or ("ml-team@example.com",),
         starttls=False,
+        ssl=False,
         timeout_s=5,
     )
 
@@ -47,6 +48,7 @@ def _tls(server: SMTPServer, password: str = SMTP_PASSWORD) -> EmailConfig:
         username=SMTP_USER,
         password=password,
         starttls=True,
+        ssl=False,
         ca_file=server.ca_file,
         timeout_s=5,
     )

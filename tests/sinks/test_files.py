@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import multiprocessing
 import os
 from datetime import date
@@ -18,16 +20,17 @@ from sinks.files import (
     clean_stale_temp,
     report_id_for,
 )
+from tests.fixtures.reports import make_report
 
 
 def _die_mid_write(directory: str) -> None:
-    """Child process: start rewriting the HTML report, then get killed half way."""
+    """Child process: start rewriting the HTML report, then get killed before the rename."""
 
-    def render(tmp: Path) -> None:
-        tmp.write_text("<html><body>half a rep")
+    def killed(fd: int) -> None:
         os._exit(9)
 
-    ReportFiles(directory).write_html("20261126", render)
+    os.fsync = killed  # the data is in the temp file; the process dies before os.replace
+    ReportFiles(directory).write_html("20261126", "<html><body>the new report</body></html>")
 
 
 class TestReportFiles:
@@ -35,66 +38,50 @@ class TestReportFiles:
         """A night's report is monitor_report_<YYYYMMDD>.json/.html and reads back unchanged."""
         files = ReportFiles(tmp_path)
         rid = report_id_for(date(2026, 11, 26))
-        report = {"report_id": rid, "overall_severity": "high", "values": [1.5, 2]}
+        report = make_report(rid)
         json_path = files.write_json(rid, report)
         html_path = files.write_html(rid, "<html>ok</html>")
         assert json_path == tmp_path / "monitor_report_20261126.json"
         assert html_path == tmp_path / "monitor_report_20261126.html"
-        assert files.read_json(rid) == report
+        assert files.read_report(rid) == report
         assert files.list_ids() == ["20261126"]
 
     def test_rerun_overwrites_the_same_report(self, tmp_path: Path) -> None:
         """Writing a date twice leaves one file holding the second report."""
         files = ReportFiles(tmp_path)
-        files.write_json("20261126", {"run": 1})
-        files.write_json("20261126", {"run": 2})
-        assert files.read_json("20261126") == {"run": 2}
+        files.write_json("20261126", make_report(severity="high"))
+        files.write_json("20261126", make_report(severity="low"))
+        assert files.read_report("20261126").pixel.severity == "low"
         assert sorted(p.name for p in tmp_path.iterdir()) == ["monitor_report_20261126.json"]
 
-    def test_html_renderer_writes_through_a_temp_file(self, tmp_path: Path) -> None:
-        """A renderer that writes to the path it is given produces the final HTML file."""
-        files = ReportFiles(tmp_path)
-        seen: list[Path] = []
-
-        def render(path: Path) -> None:
-            seen.append(path)
-            path.write_text("<html>chart</html>")
-
-        out = files.write_html("20261126", render)
-        assert out.read_text() == "<html>chart</html>"
-        assert seen[0] != out and seen[0].suffix == ".html" and not seen[0].exists()
-
     def test_non_finite_numbers_are_written_as_strict_json(self, tmp_path: Path) -> None:
-        """A NaN p-value becomes null, so strict JSON readers and jsonb accept the file."""
+        """A NaN p-value becomes null, so strict JSON readers and jsonb accept the file, and
+        it reads back as NaN."""
         files = ReportFiles(tmp_path)
-        files.write_json("20261126", {"p_value": float("nan"), "x": [float("inf"), 1.0]})
+        report = make_report()
+        test = dataclasses.replace(report.pixel.tests[0], p_value=float("nan"))
+        pixel = dataclasses.replace(report.pixel, tests=[test, *report.pixel.tests[1:]])
+        files.write_json("20261126", dataclasses.replace(report, pixel=pixel))
         text = (tmp_path / "monitor_report_20261126.json").read_text()
-        assert json.loads(text) == {"p_value": None, "x": [None, 1.0]}
+        assert json.loads(text)["pixel_distribution_drift"]["tests"][0]["p_value"] is None
         assert "NaN" not in text
+        assert math.isnan(files.read_report("20261126").pixel.tests[0].p_value)
+
+    def test_a_file_that_is_no_report_is_refused_naming_the_key(self, tmp_path: Path) -> None:
+        """A JSON file without a report's keys is a ReportFileError saying what is missing."""
+        (tmp_path / "monitor_report_20261126.json").write_text('{"run": 1}')
+        with pytest.raises(ReportFileError, match="schema_version"):
+            ReportFiles(tmp_path).read_report("20261126")
 
     @pytest.mark.parametrize("bad", ["../etc/passwd", "a/b", ".hidden", "", "x" * 65, "a b"])
     def test_unsafe_report_ids_are_refused(self, tmp_path: Path, bad: str) -> None:
         """An id that could escape the reports folder is refused with the rule to follow."""
         with pytest.raises(ReportFileError, match="not a safe file name"):
-            ReportFiles(tmp_path).write_json(bad, {})
+            ReportFiles(tmp_path).write_json(bad, make_report())
         assert list(tmp_path.iterdir()) == []
 
 
 class TestAtomicWrites:
-    def test_failed_render_keeps_the_previous_report(self, tmp_path: Path) -> None:
-        """When rendering fails half way, readers still see the old complete report."""
-        files = ReportFiles(tmp_path)
-        files.write_html("20261126", "<html>old</html>")
-
-        def broken(path: Path) -> None:
-            path.write_text("<html>new but")
-            raise RuntimeError("renderer crashed")
-
-        with pytest.raises(RuntimeError):
-            files.write_html("20261126", broken)
-        assert (tmp_path / "monitor_report_20261126.html").read_text() == "<html>old</html>"
-        assert [p.name for p in tmp_path.iterdir()] == ["monitor_report_20261126.html"]
-
     def test_killed_writer_leaves_no_torn_file_and_start_cleans_up(self, tmp_path: Path) -> None:
         """A writer killed mid-write leaves the old report intact; the next start cleans up."""
         files = ReportFiles(tmp_path)

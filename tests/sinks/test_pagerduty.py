@@ -28,7 +28,8 @@ DRIFT = AlertMessage(
 
 def _transport(server: RecordingHTTPServer) -> PagerDutyTransport:
     return PagerDutyTransport(
-        PagerDutyConfig(routing_key=ROUTING_KEY, events_url=server.url + "/v2/enqueue")
+        PagerDutyConfig(routing_key=ROUTING_KEY, events_url=server.url + "/v2/enqueue",
+                        source="driftd", timeout_s=5)
     )
 
 
@@ -102,4 +103,6 @@ class TestPagerDutyTransport:
             _transport(pagerduty_server).send(DRIFT)
         assert err.value.permanent
         assert ROUTING_KEY not in str(err.value)
-        assert ROUTING_KEY not in repr(PagerDutyConfig(routing_key=ROUTING_KEY))
+        config = PagerDutyConfig(routing_key=ROUTING_KEY, events_url="https://pd.example",
+                                 source="driftd", timeout_s=5)
+        assert ROUTING_KEY not in repr(config)

@@ -44,7 +44,7 @@ class TestRetrainTransport:
             "{severity}",
             "$HOME;x",
         )
-        RetrainTransport(RetrainConfig(command=command)).send(MESSAGE)
+        RetrainTransport(RetrainConfig(timeout_s=60, command=command)).send(MESSAGE)
         called = json.loads(out.read_text())
         assert called["argv"] == [str(out), MESSAGE.report_path, "high", "$HOME;x"]
         assert called["severity"] == "high"
@@ -54,21 +54,22 @@ class TestRetrainTransport:
         """A non-zero exit is retried later and its stderr is kept as the reason."""
         command = (sys.executable, "-c", "import sys; sys.exit('queue unavailable')")
         with pytest.raises(DeliveryError) as err:
-            RetrainTransport(RetrainConfig(command=command)).send(MESSAGE)
+            RetrainTransport(RetrainConfig(timeout_s=60, command=command)).send(MESSAGE)
         assert not err.value.permanent
         assert "queue unavailable" in str(err.value)
 
     def test_missing_program_is_permanent(self, tmp_path: Path) -> None:
         """A command that cannot be executed is a config error, not retried."""
         with pytest.raises(DeliveryError) as err:
-            RetrainTransport(RetrainConfig(command=(str(tmp_path / "nope"),))).send(MESSAGE)
+            missing = RetrainConfig(timeout_s=60, command=(str(tmp_path / "nope"),))
+            RetrainTransport(missing).send(MESSAGE)
         assert err.value.permanent
 
     def test_url_receives_the_summary_with_bearer_token(
         self, http_server: RecordingHTTPServer
     ) -> None:
         """The retraining endpoint gets the report summary as JSON and the token as Bearer."""
-        config = RetrainConfig(url=http_server.url + "/retrain", token="tok-123")
+        config = RetrainConfig(timeout_s=60, url=http_server.url + "/retrain", token="tok-123")
         RetrainTransport(config).send(MESSAGE)
         (request,) = http_server.requests
         assert request.json["event"] == "driftd.retrain"

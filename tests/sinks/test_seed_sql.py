@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
+from dataclasses import replace
 from datetime import date, datetime
 
 import psycopg2
 import pytest
 
+from analyzer.contract import ConfidenceSection
 from sinks.store import open_store
 from sinks.store.migrations import BOOLEAN_CAST_SQL, migrate_postgres
 from tests.fixtures.postgres import PostgresServer
-from tests.sinks.test_store import make_night
+from tests.sinks.test_store import OPTIONS, make_night
 
 SEED_GRAFANA_QUERY = "SELECT time, confidence FROM model_metrics"
 
@@ -67,7 +69,8 @@ def _as_superuser(server: PostgresServer, url: str) -> psycopg2.extensions.conne
     return psycopg2.connect(_superuser_dsn(server, url))
 
 
-REPORT = make_night(date(2026, 11, 26), severity="high", shift=0.12).report
+REPORT = make_night(date(2026, 11, 26), severity="high", shift=0.12).report.to_dict()
+"""The seed's code takes the report as ``detect_drift()`` returns it: a dict."""
 
 
 class TestSeedInsert:
@@ -76,7 +79,7 @@ class TestSeedInsert:
     ) -> None:
         """driftd (not a superuser) migrates; an admin runs BOOLEAN_CAST_SQL once; then the
         seed's INSERT lands: the night from the timestamp, run_id 'external', true → 1.0."""
-        open_store(pg_url).migrate()
+        open_store(pg_url, OPTIONS).migrate()
         with closing(_as_superuser(postgres_server, pg_url)) as admin, admin.cursor() as cur:
             cur.execute(BOOLEAN_CAST_SQL)
             admin.commit()
@@ -107,7 +110,7 @@ class TestSeedInsert:
     ) -> None:
         """What README warns about: migrated by a plain role and no admin step, the bool row
         is refused (nothing else is inserted: the statement is one transaction)."""
-        open_store(pg_url).migrate()
+        open_store(pg_url, OPTIONS).migrate()
         with pytest.raises(psycopg2.errors.DatatypeMismatch, match="boolean"):
             store_monitoring_report(REPORT, pg_url)
         assert _rows(pg_url, "SELECT count(*) FROM monitoring_metrics") == [(0,)]
@@ -117,7 +120,7 @@ class TestSeedInsert:
     ) -> None:
         """driftd's own nights still write (and rewrite) with their run id and date, and a
         rerun of a date keeps the rows another writer inserted for it."""
-        store = open_store(pg_url)
+        store = open_store(pg_url, OPTIONS)
         store.migrate()
         with closing(_as_superuser(postgres_server, pg_url)) as admin, admin.cursor() as cur:
             cur.execute(BOOLEAN_CAST_SQL)
@@ -139,7 +142,7 @@ class TestSeedGrafanaQuery:
     def test_model_metrics_has_a_confidence_point_per_night(self, pg_url: str) -> None:
         """`SELECT time, confidence FROM model_metrics` returns each stored night's mean
         confidence at the time of its metric rows."""
-        store = open_store(pg_url)
+        store = open_store(pg_url, OPTIONS)
         nights = [make_night(date(2026, 11, d), shift=s) for d, s in ((24, 0.01), (25, 0.2))]
         for night in nights:
             store.write_night(night)
@@ -149,10 +152,10 @@ class TestSeedGrafanaQuery:
 
     def test_model_metrics_leaves_confidence_empty_without_a_model(self, sqlite_url: str) -> None:
         """On SQLite too; a night analysed without a model has no confidence (NULL, not 0)."""
-        store = open_store(sqlite_url)
+        store = open_store(sqlite_url, OPTIONS)
         night = make_night(date(2026, 11, 24))
-        night.report["confidence_drift"]["available"] = False
-        store.write_night(night)
+        no_model = ConfidenceSection(available=False, reason="no model_path given")
+        store.write_night(replace(night, report=replace(night.report, confidence=no_model)))
         with closing(sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))) as conn:
             rows = conn.execute(SEED_GRAFANA_QUERY).fetchall()
         assert len(rows) == 1 and rows[0][1] is None

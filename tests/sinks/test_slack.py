@@ -122,4 +122,4 @@ class TestSlackTransport:
         transport.send(_message())
         assert "xoxSECRETwebhookTOKEN" not in caplog.text
         assert not any("xoxSECRETwebhookTOKEN" in m for m in messages)
-        assert "xoxSECRETwebhookTOKEN" not in repr(SlackConfig(slack_server.url + SECRET_PATH))
+        assert "xoxSECRETwebhookTOKEN" not in repr(SlackConfig(slack_server.url + SECRET_PATH, 5))

@@ -17,55 +17,33 @@ from typing import Any
 import psycopg2
 import pytest
 
-from analyzer.report import metric_rows
+from analyzer.contract import DriftReport, metric_rows
+from daemon.config import StoreSettings
+from daemon.state import StateDB, flush_pending, store_or_defer
 from sinks.errors import StoreUnavailable
 from sinks.files import ReportFiles, report_id_for
-from sinks.state import StateDB
-from sinks.store import (
-    NightRecord,
-    StoreOptions,
-    flush_pending,
-    mask_dsn,
-    night_to_json,
-    open_store,
-    store_or_defer,
-)
+from sinks.redact import mask_dsn
+from sinks.store import NightRecord, night_to_json, open_store
 from sinks.store.migrations import POSTGRES, SQLITE
+from tests.fixtures import reports
 from tests.fixtures.postgres import PostgresServer
 
 GRAFANA_DASHBOARD = Path(__file__).parents[2] / "deploy/grafana/dashboards/driftd.json"
 CLASSES = ("T-shirt/top", "Trouser", "Pullover")
 
 
-def make_report(day: date, severity: str = "medium", shift: float = 0.05) -> dict[str, Any]:
-    """A drift report shaped like ``DriftReport.to_dict()`` (the keys the store and panels read)."""
-    drift = severity != "none"
-    return {
-        "schema_version": 1,
-        "report_id": report_id_for(day),
-        "timestamp": datetime(day.year, day.month, day.day, 1, 15, tzinfo=timezone.utc).isoformat(),
-        "overall_drift_detected": drift,
-        "overall_severity": severity,
-        "drift_summary": f"{severity} drift",
-        "baseline_image_count": 500,
-        "current_image_count": 480,
-        "pixel_distribution_drift": {"severity": severity, "overall_mean_shift": shift},
-        "confidence_drift": {
-            "severity": severity,
-            "available": True,
-            "mean_confidence_shift": -shift,
-            "baseline_mean_confidence": 0.91,
-            "current_mean_confidence": 0.91 - shift,
-        },
-        "class_distribution_drift": {
-            "severity": "none",
-            "wasserstein_distance": 0.01,
-            "classes": [
-                {"index": i, "label": c, "baseline_share": 1 / 3, "current_share": 1 / 3}
-                for i, c in enumerate(CLASSES)
-            ],
-        },
-    }
+OPTIONS = StoreSettings().options()
+"""The store options of a default config."""
+
+
+def make_report(day: date, severity: str = "medium", shift: float = 0.05) -> DriftReport:
+    """A night's report: image features and model confidence at ``severity``, the pixel
+    shift ``shift`` and the confidence shift ``-shift``, three classes unchanged."""
+    return reports.make_report(
+        report_id_for(day), severity, confidence=severity, classes="none", shift=shift,
+        confidence_shift=-shift, labels=CLASSES, unreadable=(),
+        timestamp=datetime(day.year, day.month, day.day, 1, 15, tzinfo=timezone.utc),
+    )
 
 
 def make_night(day: date, run_id: str = "run-1", **report_args: Any) -> NightRecord:
@@ -73,7 +51,7 @@ def make_night(day: date, run_id: str = "run-1", **report_args: Any) -> NightRec
     return NightRecord(
         partition=day,
         run_id=run_id,
-        time=datetime.fromisoformat(report["timestamp"]),
+        time=report.timestamp,
         report=report,
         metrics=metric_rows(report),
         labels={"model": "fashion.tflite"},
@@ -98,13 +76,13 @@ def count(url: str, query: str) -> int:
 
 
 def _migrate_in_child(url: str) -> None:
-    open_store(url).migrate()
+    open_store(url, OPTIONS).migrate()
 
 
 class TestMigrations:
     def test_migrating_twice_applies_each_version_once(self, store_url: str) -> None:
         """A fresh database gets every table, and a second start changes nothing."""
-        store = open_store(store_url)
+        store = open_store(store_url, OPTIONS)
         store.migrate()
         store.migrate()
         registry = SQLITE if store_url.startswith("sqlite") else POSTGRES
@@ -123,11 +101,11 @@ class TestMigrations:
         assert [c.exitcode for c in children] == [0, 0]
         registry = SQLITE if store_url.startswith("sqlite") else POSTGRES
         assert count(store_url, "SELECT count(*) FROM schema_migrations") == len(registry)
-        open_store(store_url).write_night(make_night(date(2026, 11, 26)))
+        open_store(store_url, OPTIONS).write_night(make_night(date(2026, 11, 26)))
 
     def test_plain_postgresql_is_not_mistaken_for_timescaledb(self, pg_url: str) -> None:
         """Without the extension the store runs plain PostgreSQL and never creates it."""
-        store = open_store(pg_url)
+        store = open_store(pg_url, OPTIONS)
         store.migrate()
         assert getattr(store, "timescale", None) is False
         assert count(pg_url, "SELECT count(*) FROM pg_extension WHERE extname='timescaledb'") == 0
@@ -136,7 +114,7 @@ class TestMigrations:
 class TestWriteNight:
     def test_three_reruns_of_a_date_leave_one_set_of_rows(self, store_url: str) -> None:
         """Rerunning a night replaces its rows and report instead of adding to them."""
-        store = open_store(store_url)
+        store = open_store(store_url, OPTIONS)
         day = date(2026, 11, 26)
         for attempt, shift in enumerate((0.01, 0.02, 0.07), start=1):
             night = make_night(day, run_id=f"run-{attempt}", shift=shift)
@@ -152,7 +130,7 @@ class TestWriteNight:
 
     def test_seed_columns_hold_the_seed_metric_names(self, store_url: str) -> None:
         """The seed's query shape (timestamp, metric_name, value) finds its three metrics."""
-        store = open_store(store_url)
+        store = open_store(store_url, OPTIONS)
         store.write_night(make_night(date(2026, 11, 26), shift=0.08))
         with sql(store_url) as cur:
             cur.execute(
@@ -168,7 +146,7 @@ class TestWriteNight:
 
     def test_history_and_latest_reports_span_nights_in_order(self, store_url: str) -> None:
         """Trend reads return the requested window oldest first, reports newest first."""
-        store = open_store(store_url)
+        store = open_store(store_url, OPTIONS)
         days = [date(2026, 11, 20) + timedelta(days=i) for i in range(5)]
         for i, day in enumerate(days):
             store.write_night(make_night(day, shift=0.01 * (i + 1)))
@@ -178,7 +156,7 @@ class TestWriteNight:
 
     def test_retention_deletes_only_nights_older_than_the_window(self, store_url: str) -> None:
         """Old nights disappear from every table; recent ones stay."""
-        store = open_store(store_url, StoreOptions(retention_days=30))
+        store = open_store(store_url, replace(OPTIONS, retention_days=30))
         now = datetime(2026, 11, 26, 3, tzinfo=timezone.utc)
         old, recent = date(2026, 9, 1), date(2026, 11, 20)
         store.write_night(make_night(old))
@@ -196,7 +174,7 @@ class TestOutage:
         self, pg_url: str, postgres_server: PostgresServer, tmp_path: Path
     ) -> None:
         """A night run while PostgreSQL is down keeps its report and reaches the DB later."""
-        store = open_store(pg_url)
+        store = open_store(pg_url, OPTIONS)
         store.migrate()
         state = StateDB(tmp_path / "state.sqlite")
         files = ReportFiles(tmp_path / "reports")
@@ -229,7 +207,7 @@ class TestOutage:
         self, store_url: str, tmp_path: Path
     ) -> None:
         """A pending write that points at the JSON report file is rebuilt from it."""
-        store = open_store(store_url)
+        store = open_store(store_url, OPTIONS)
         state = StateDB(tmp_path / "state.sqlite")
         files = ReportFiles(tmp_path / "reports")
         day = date(2026, 11, 25)
@@ -247,7 +225,7 @@ class TestOutage:
         """An SQLite store that cannot be opened leaves the night pending, not lost."""
         blocker = tmp_path / "not-a-folder"
         blocker.write_text("")
-        store = open_store(f"sqlite:///{blocker / 'metrics.sqlite'}")
+        store = open_store(f"sqlite:///{blocker / 'metrics.sqlite'}", OPTIONS)
         state = StateDB(tmp_path / "state.sqlite")
         night = make_night(date(2026, 11, 26))
         payload = tmp_path / "night.json"
@@ -265,9 +243,10 @@ class TestSecrets:
         secret = postgres_server.password
         wrong = "wrong-" + secret
         attempts = [
-            open_store(pg_url, StoreOptions(password=wrong)),  # refused password
-            open_store(pg_url.replace(f":{postgres_server.port}/", ":1/")),  # nothing listening
-            open_store(pg_url + "?bogus_option=1"),  # rejected by the driver (invalid dsn)
+            # refused password; nothing listening; rejected by the driver (invalid dsn)
+            open_store(pg_url, replace(OPTIONS, password=wrong)),
+            open_store(pg_url.replace(f":{postgres_server.port}/", ":1/"), OPTIONS),
+            open_store(pg_url + "?bogus_option=1", OPTIONS),
         ]
         for store in attempts:
             with pytest.raises(StoreUnavailable) as caught:
@@ -288,7 +267,7 @@ class TestSecrets:
     def test_unknown_scheme_is_rejected_with_the_password_masked(self) -> None:
         """A mistyped URL is refused with a fix, without echoing the password."""
         with pytest.raises(ValueError, match=r"mysql://u:\*\*\*@db/m") as caught:
-            open_store("mysql://u:hunter2@db/m")
+            open_store("mysql://u:hunter2@db/m", OPTIONS)
         assert "hunter2" not in str(caught.value)
 
 
@@ -308,7 +287,7 @@ def grafana_sql(raw: str, start: datetime, end: datetime) -> str:
 
 def test_every_grafana_panel_query_returns_rows(pg_url: str) -> None:
     """Each panel of the provisioned dashboard shows data once a few nights are stored."""
-    store = open_store(pg_url)
+    store = open_store(pg_url, OPTIONS)
     days = [date(2026, 11, 20) + timedelta(days=i) for i in range(4)]
     for day, severity in zip(days, ("none", "low", "medium", "high"), strict=True):
         store.write_night(make_night(day, severity=severity))

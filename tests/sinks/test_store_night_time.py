@@ -9,9 +9,17 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from sinks.state import StateDB
-from sinks.store import flush_pending, night_start, open_store
-from tests.sinks.test_store import GRAFANA_DASHBOARD, grafana_sql, make_night, make_report, sql
+from daemon.state import StateDB, flush_pending
+from sinks.store import open_store
+from sinks.times import night_start
+from tests.sinks.test_store import (
+    GRAFANA_DASHBOARD,
+    OPTIONS,
+    grafana_sql,
+    make_night,
+    make_report,
+    sql,
+)
 
 DAYS = [date(2026, 11, 20) + timedelta(days=i) for i in range(4)]
 ANALYSED = datetime(2026, 11, 24, 1, 15, tzinfo=timezone.utc)
@@ -20,7 +28,7 @@ ANALYSED = datetime(2026, 11, 24, 1, 15, tzinfo=timezone.utc)
 
 def test_four_nights_of_one_run_keep_their_own_times(store_url: str) -> None:
     """Metric rows and report rows are at each night's midnight; `created_at` is the run."""
-    store = open_store(store_url)
+    store = open_store(store_url, OPTIONS)
     for day in DAYS:
         store.write_night(replace(make_night(day), time=night_start(day),
                                   analysed_at=ANALYSED))
@@ -36,7 +44,7 @@ def test_four_nights_of_one_run_keep_their_own_times(store_url: str) -> None:
 
 def test_report_panels_plot_one_point_per_night(pg_url: str) -> None:
     """The report-table panels (confidence trend, nights with drift) use the night's time."""
-    store = open_store(pg_url)
+    store = open_store(pg_url, OPTIONS)
     for day in DAYS:
         store.write_night(replace(make_night(day), time=night_start(day),
                                   analysed_at=ANALYSED))
@@ -62,10 +70,10 @@ def test_a_deferred_night_lands_at_midnight_in_the_schedules_timezone(
     berlin = zoneinfo.ZoneInfo("Europe/Berlin")
     report = make_report(DAYS[0])
     path = tmp_path / "monitor_report_20261120.json"
-    path.write_text(json.dumps(report))
+    path.write_text(json.dumps(report.to_dict()))
     state = StateDB(tmp_path / "state.sqlite")
     state.pending_writes_add(DAYS[0], path)
-    store = open_store(store_url)
+    store = open_store(store_url, OPTIONS)
     assert flush_pending(state, store, tz=berlin).written == [DAYS[0]]
     (point,) = store.metric_history(["drift_detected"], DAYS[0], 1)
     assert _utc(point.time) == datetime(2026, 11, 19, 23, 0, tzinfo=timezone.utc)

@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,10 @@ from typing import Any
 import psycopg2
 import pytest
 
+from daemon.state import StateDB, flush_pending, store_or_defer
 from sinks.errors import StoreUnavailable
-from sinks.state import StateDB
-from sinks.store import StoreOptions, flush_pending, night_to_json, open_store, store_or_defer
-from tests.sinks.test_store import make_night
+from sinks.store import night_to_json, open_store
+from tests.sinks.test_store import OPTIONS, make_night
 
 LIVENESS_S = 120.0
 """How long the test waits before calling the write hung (far above lock_timeout)."""
@@ -59,7 +60,7 @@ class TestLockedTable:
         self, pg_url: str, tmp_path: Path
     ) -> None:
         """lock_timeout cancels the write; the night is pending and lands once unlocked."""
-        store = open_store(pg_url, StoreOptions(lock_timeout_s=1, statement_timeout_s=5))
+        store = open_store(pg_url, replace(OPTIONS, lock_timeout_s=1, statement_timeout_s=5))
         store.migrate()
         state = StateDB(tmp_path / "state.sqlite")
         night = make_night(date(2026, 11, 26), severity="high")
@@ -77,7 +78,7 @@ class TestLockedTable:
 
     def test_slow_statement_is_cancelled_by_statement_timeout(self, pg_url: str) -> None:
         """A read blocked behind the lock is cancelled too (metric history for the HTML)."""
-        store = open_store(pg_url, StoreOptions(lock_timeout_s=30, statement_timeout_s=1))
+        store = open_store(pg_url, replace(OPTIONS, lock_timeout_s=30, statement_timeout_s=1))
         store.migrate()
         with table_locked(pg_url), pytest.raises(StoreUnavailable, match="statement timeout"):
             _in_thread(lambda: store.metric_history(["drift_detected"], date(2026, 11, 26), 7))

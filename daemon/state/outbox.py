@@ -1,11 +1,12 @@
 """The alert outbox: every alert decision is a row in the local state file before it is sent.
 
-Tables live in ``state_dir/state.sqlite`` next to the run ledger (``sinks.state``) and are
-versioned by their own ``outbox_migrations`` table (``sinks.store.migrations``). The file is
-opened in WAL mode with a busy timeout so the ledger, the outbox and a second process can
-share it. An alert's ``key``
+Tables live in ``state_dir/state.sqlite`` next to the run ledger (``daemon.state.ledger``)
+and are versioned by their own ``outbox_migrations`` table (``sinks.store.migrations``). The
+file is opened with ``sinks.sqlite_file.connect_sqlite`` (WAL mode, a busy timeout) so the
+ledger, the outbox and a second process can share it. An alert's ``key``
 (``channel:kind:partition``) is unique: adding it again is a no-op, which is what makes
-reruns and backfills of a date send nothing twice.
+reruns and backfills of a date send nothing twice. Times are stored with
+``sinks.times.to_sortable_text``, so that SQL compares them in time order.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ import json
 import sqlite3
 import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from sinks.sqlite_file import connect_sqlite
 from sinks.store.migrations import Migration, migrate_sqlite
+from sinks.times import from_text, parse_text, to_sortable_text
 
 OutboxStatus = Literal["pending", "sent", "dead", "silenced"]
-
+OUTBOX_STATUSES: tuple[OutboxStatus, ...] = ("pending", "sent", "dead", "silenced")
 
 
 @dataclass(frozen=True)
@@ -125,11 +127,11 @@ class Outbox:
                     json.dumps(alert.payload),
                     alert.status,
                     alert.attempts,
-                    _iso(alert.next_attempt_at),
+                    to_sortable_text(alert.next_attempt_at),
                     alert.last_error,
-                    _iso(alert.created_at),
-                    _iso(alert.created_at),
-                    _iso(alert.sent_at) if alert.sent_at else None,
+                    to_sortable_text(alert.created_at),
+                    to_sortable_text(alert.created_at),
+                    to_sortable_text(alert.sent_at) if alert.sent_at else None,
                 ),
             )
             return cursor.rowcount == 1
@@ -137,7 +139,7 @@ class Outbox:
     def outbox_due(self, now: datetime, channel: str | None = None) -> list[OutboxAlert]:
         """Pending alerts due at ``now`` (``next_attempt_at <= now``), oldest first."""
         sql = "SELECT * FROM outbox_alerts WHERE status = 'pending' AND next_attempt_at <= ?"
-        args: list[Any] = [_iso(now)]
+        args: list[object] = [to_sortable_text(now)]
         if channel is not None:
             sql += " AND channel = ?"
             args.append(channel)
@@ -182,7 +184,7 @@ class Outbox:
             key,
             now,
             "status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = NULL",
-            [_iso(now)],
+            [to_sortable_text(now)],
         )
 
     def outbox_mark_retry(self, key: str, now: datetime, next_at: datetime, error: str) -> None:
@@ -191,33 +193,26 @@ class Outbox:
             key,
             now,
             "attempts = attempts + 1, next_attempt_at = ?, last_error = ?",
-            [_iso(next_at), error],
+            [to_sortable_text(next_at), error],
         )
 
     def outbox_mark_dead(self, key: str, now: datetime, error: str) -> None:
         """Record a permanent failure: never retried; ``last_error`` keeps the reason."""
         self._update(key, now, "status = 'dead', attempts = attempts + 1, last_error = ?", [error])
 
-    def _update(self, key: str, now: datetime, assignments: str, args: list[Any]) -> None:
+    def _update(self, key: str, now: datetime, assignments: str, args: list[object]) -> None:
         with self._lock:
             cursor = self._db.execute(
                 f"UPDATE outbox_alerts SET {assignments}, updated_at = ? WHERE key = ?",
-                [*args, _iso(now), key],
+                [*args, to_sortable_text(now), key],
             )
         if cursor.rowcount != 1:
             raise KeyError(f"outbox has no alert with key {key!r}")
 
-    def _select(self, sql: str, args: list[Any]) -> list[OutboxAlert]:
+    def _select(self, sql: str, args: list[object]) -> list[OutboxAlert]:
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
         return [_from_row(row) for row in rows]
-
-
-def _iso(moment: datetime) -> str:
-    """UTC ISO text, so that string order is time order in SQL."""
-    if moment.tzinfo is None:
-        raise ValueError(f"outbox times must be timezone-aware; got naive {moment.isoformat()}")
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
 def _from_row(row: sqlite3.Row) -> OutboxAlert:
@@ -230,8 +225,8 @@ def _from_row(row: sqlite3.Row) -> OutboxAlert:
         payload=json.loads(row["payload"]),
         status=row["status"],
         attempts=row["attempts"],
-        next_attempt_at=datetime.fromisoformat(row["next_attempt_at"]),
+        next_attempt_at=parse_text(row["next_attempt_at"]),
         last_error=row["last_error"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-        sent_at=datetime.fromisoformat(row["sent_at"]) if row["sent_at"] else None,
+        created_at=parse_text(row["created_at"]),
+        sent_at=from_text(row["sent_at"]),
     )

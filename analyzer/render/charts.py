@@ -1,6 +1,6 @@
 """Charts for the HTML drift report, rendered with matplotlib to compact SVG data URIs.
 
-Each function takes plain data pulled from a drift report dict and returns a :class:`Chart`
+Each function takes a part of a ``DriftReport`` (or trend points) and returns a :class:`Chart`
 (two renderings of the same chart) or ``None`` when there is nothing worth drawing. Charts are
 embedded as images rather than inline ``<svg>`` so that text from the data (class labels,
 feature names) can never become markup in the page.
@@ -30,6 +30,9 @@ from typing import Any
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from analyzer.contract import RGB_CHANNELS, ClassShare, Histograms, TestResult, TrendPoint
+from analyzer.render.glossary import describe_feature
 
 SEVERITY_COLORS: dict[str, str] = {
     "none": "#36a64f",
@@ -105,23 +108,19 @@ def _percent_axis(ax: Axes, axis: str = "y") -> None:
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(1.0, 0))
 
 
-def channel_histograms(histograms: Mapping[str, object]) -> Chart | None:
+def channel_histograms(histograms: Histograms) -> Chart | None:
     """Baseline vs current pixel-intensity histogram per colour channel.
 
     Args:
-        histograms: the report's ``pixel_distribution_drift.histograms``:
-            ``{"bins": n, "baseline": {"r": [...], ...}, "current": {"r": [...], ...}}``;
-            counts or shares (each channel is normalised to shares).
+        histograms: the pixel section's histograms; counts or shares (each channel is
+            normalised to shares).
 
     Returns:
         A :class:`Chart` (side by side when wide, stacked when narrow), or ``None`` when no
         channel has data on both sides.
     """
-    baseline = histograms.get("baseline")
-    current = histograms.get("current")
-    if not isinstance(baseline, Mapping) or not isinstance(current, Mapping):
-        return None
-    channels = [c for c in ("r", "g", "b") if baseline.get(c) and current.get(c)]
+    baseline, current = histograms.baseline, histograms.current
+    channels = [c for c in RGB_CHANNELS if baseline.get(c) and current.get(c)]
     if not channels:
         return None
 
@@ -149,7 +148,7 @@ def channel_histograms(histograms: Mapping[str, object]) -> Chart | None:
 
 
 def effect_sizes(
-    tests: Sequence[Mapping[str, object]],
+    tests: Sequence[TestResult],
     cutoffs: Mapping[str, float] | None = None,
     limit: int = 12,
 ) -> Chart | None:
@@ -161,7 +160,7 @@ def effect_sizes(
     feature names of ``analyzer.glossary``.
 
     Args:
-        tests: TestResult dicts (``feature``, ``effect_size``, ``threshold``, ``severity``).
+        tests: the tests to draw (``feature``, ``effect_size``, ``threshold``, ``severity``).
         cutoffs: the severity cut-offs shared by all ``tests``, or None.
         limit: at most this many bars, strongest first.
 
@@ -169,11 +168,7 @@ def effect_sizes(
         A :class:`Chart`, or ``None`` with fewer than two bars (one bar compares nothing;
         its numbers are in the table).
     """
-    from analyzer.glossary import describe_feature
-
-    rows = [t for t in tests if isinstance(t.get("effect_size"), int | float)]
-    rows.sort(key=lambda t: float(t["effect_size"]), reverse=True)  # type: ignore[arg-type]
-    rows = rows[:limit]
+    rows = sorted(tests, key=lambda t: float(t.effect_size), reverse=True)[:limit]
     if len(rows) < 2:
         return None
     rows.reverse()  # barh draws bottom-up; strongest goes on top
@@ -181,8 +176,8 @@ def effect_sizes(
     def draw(fig: Figure, narrow: bool) -> None:
         ax = fig.subplots()
         ys = range(len(rows))
-        values = [float(t["effect_size"]) for t in rows]  # type: ignore[arg-type]
-        colors = [SEVERITY_COLORS.get(str(t.get("severity")), BASELINE_COLOR) for t in rows]
+        values = [float(t.effect_size) for t in rows]
+        colors = [SEVERITY_COLORS[t.severity.value] for t in rows]
         ax.barh(ys, values, color=colors, height=0.65, zorder=2)
         top = max(values)
         if cutoffs:
@@ -197,12 +192,10 @@ def effect_sizes(
             ax.set_xlabel(f"effect size{chr(10) if narrow else ' — '}bands: {bands}")
         else:
             for y, t in zip(ys, rows, strict=True):
-                threshold = t.get("threshold")
-                if isinstance(threshold, int | float):
-                    ax.plot([threshold, threshold], [y - 0.42, y + 0.42], color="#222",
-                            linewidth=1.5, zorder=3)
+                ax.plot([t.threshold, t.threshold], [y - 0.42, y + 0.42], color="#222",
+                        linewidth=1.5, zorder=3)
             ax.set_xlabel("effect size (black tick: the smallest that counts)")
-        labels = [describe_feature(str(t.get("feature", "?"))).label for t in rows]
+        labels = [describe_feature(t.feature).label for t in rows]
         ax.set_yticks(list(ys), labels)
         ax.set_xlim(0, top * 1.12)
         ax.set_ylim(-0.6, len(rows) - 0.4)
@@ -210,34 +203,32 @@ def effect_sizes(
     return _render(draw, lambda narrow: (0.36 if narrow else 0.3) * len(rows) + 1.2)
 
 
-def class_shares(classes: Sequence[Mapping[str, object]], limit: int = 20) -> Chart | None:
+def class_shares(classes: Sequence[ClassShare], limit: int = 20) -> Chart | None:
     """Grouped bars of baseline vs current share of predictions per class.
 
     Args:
-        classes: the report's ``class_distribution_drift.classes``
-            (``index``, ``label``, ``baseline_share``, ``current_share``).
+        classes: the class section's shares.
         limit: with more classes than this, only those whose share moved most are drawn.
 
     Returns:
         A :class:`Chart` (columns when wide, rows when narrow), or ``None`` with fewer than
         two classes.
     """
-    rows = [c for c in classes if isinstance(c, Mapping)]
+    rows = list(classes)
     if len(rows) < 2:
         return None
 
-    def share(c: Mapping[str, object], key: str) -> float:
-        value = c.get(key)
-        return float(value) if isinstance(value, int | float) else 0.0
+    def share(value: float) -> float:
+        return float(value) if math.isfinite(value) else 0.0
 
     if len(rows) > limit:
-        rows = sorted(rows, key=lambda c: abs(share(c, "current_share")
-                                                - share(c, "baseline_share")), reverse=True)
+        rows = sorted(rows, key=lambda c: abs(share(c.current_share)
+                                              - share(c.baseline_share)), reverse=True)
         rows = rows[:limit]
-    rows.sort(key=lambda c: share(c, "index"))
-    labels = [str(c.get("label", c.get("index", "?"))) for c in rows]
-    base = [share(c, "baseline_share") for c in rows]
-    cur = [share(c, "current_share") for c in rows]
+    rows.sort(key=lambda c: c.index)
+    labels = [c.label for c in rows]
+    base = [share(c.baseline_share) for c in rows]
+    cur = [share(c.current_share) for c in rows]
 
     def draw(fig: Figure, narrow: bool) -> None:
         ax = fig.subplots()
@@ -266,12 +257,11 @@ def class_shares(classes: Sequence[Mapping[str, object]], limit: int = 20) -> Ch
     return _render(draw, lambda narrow: 0.34 * len(rows) + 1.0 if narrow else 3.2)
 
 
-def trend(points: Sequence[Mapping[str, object]]) -> Chart | None:
+def trend(points: Sequence[TrendPoint]) -> Chart | None:
     """Pixel mean shift and confidence shift over nights, dots coloured by severity.
 
     Args:
-        points: trend points, oldest first (``date``, ``overall_severity``,
-            ``pixel_mean_shift``, ``confidence_shift``).
+        points: trend points, oldest first.
 
     Returns:
         A :class:`Chart`, or ``None`` with fewer than two points.
@@ -280,27 +270,24 @@ def trend(points: Sequence[Mapping[str, object]]) -> Chart | None:
         return None
     xs = list(range(len(points)))
 
-    def series(key: str) -> list[float]:
-        out = []
-        for p in points:
-            value = p.get(key)
-            out.append(float(value) if isinstance(value, int | float) else float("nan"))
-        return out
+    def series(values: Sequence[float | None]) -> list[float]:
+        return [float("nan") if value is None else float(value) for value in values]
 
-    dates = [str(p.get("date", "")) for p in points]
+    pixel = series([p.pixel_mean_shift for p in points])
+    confidence = series([p.confidence_shift for p in points])
+    dates = [p.date or "" for p in points]
     # Month-day is enough on a strip of recent nights and keeps labels from overlapping.
     labels = [d[5:] if len(d) == 10 else d for d in dates]
-    colors = [SEVERITY_COLORS.get(str(p.get("overall_severity")), BASELINE_COLOR)
-              for p in points]
+    colors = [BASELINE_COLOR if p.overall_severity is None
+              else SEVERITY_COLORS[p.overall_severity.value] for p in points]
 
     def draw(fig: Figure, narrow: bool) -> None:
         ax = fig.subplots()
         ax.axhline(0, color="#ccc", linewidth=0.8)
-        ax.plot(xs, series("pixel_mean_shift"), color=CURRENT_COLOR, linewidth=2,
-                label="pixel mean shift")
-        ax.plot(xs, series("confidence_shift"), color="#7b3fb8", linewidth=2,
-                linestyle="--", label="confidence shift")
-        ax.scatter(xs, series("pixel_mean_shift"), c=colors, s=40, zorder=3)
+        ax.plot(xs, pixel, color=CURRENT_COLOR, linewidth=2, label="pixel mean shift")
+        ax.plot(xs, confidence, color="#7b3fb8", linewidth=2, linestyle="--",
+                label="confidence shift")
+        ax.scatter(xs, pixel, c=colors, s=40, zorder=3)
         step = max(1, math.ceil(len(points) / (4 if narrow else 10)))
         ax.set_xticks(xs[::step], labels[::step])
         ax.legend(loc="upper left", ncols=1 if narrow else 2)

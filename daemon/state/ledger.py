@@ -1,29 +1,26 @@
-"""The local state database: run ledger, pending store writes and the store's health.
+"""The run ledger, the pending store writes and the store's health, in the state file.
 
 ``state_dir/state.sqlite`` is always writable, even when the metric store is down, so it is
 the source of truth for which folder dates are done and which nights still have to reach
-the metric store. ``sinks.outbox.Outbox`` keeps the alert outbox in the same file, in its
-own tables: both open short-lived connections in WAL mode with a busy timeout, so they
-coexist (and a second process, e.g. ``driftd status``, can read while the daemon writes).
+the metric store. ``daemon.state.outbox.Outbox`` keeps the alert outbox in the same file, in
+its own tables; both open their connections with ``sinks.sqlite_file.connect_sqlite`` (WAL
+mode, a busy timeout), so they coexist (and a second process, e.g. ``driftd status``, can
+read while the daemon writes).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from sinks.errors import SinkError
-from sinks.sqlite_file import connect_sqlite
-from sinks.store.base import as_utc
+from daemon.defaults import MAX_ATTEMPTS
+from sinks.sqlite_file import sqlite_connection
 from sinks.store.migrations import Migration, migrate_sqlite
-
-DEFAULT_MAX_ATTEMPTS = 3
-"""A folder date that failed this many times is treated as done (it needs a manual rerun)."""
+from sinks.times import from_text, parse_text, to_text
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -59,7 +56,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 RunStatus = Literal["running", "done", "failed"]
 
 
-class StateError(SinkError):
+class StateError(Exception):
     """Raised when the state database cannot be opened or written (disk full, permissions)."""
 
 
@@ -98,14 +95,6 @@ class StoreStatus:
     pending: int
 
 
-def _iso(moment: datetime) -> str:
-    return as_utc(moment).isoformat()
-
-
-def _dt(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
 class StateDB:
     """The state database at ``path`` (created with its tables on first use)."""
 
@@ -114,16 +103,10 @@ class StateDB:
         with self._connect() as conn:
             migrate_sqlite(conn, MIGRATIONS, table="state_migrations")
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            with closing(connect_sqlite(self.path)) as conn:
-                yield conn
-        except (sqlite3.Error, OSError) as err:
-            raise StateError(
-                f"state database {self.path} failed: {err}; check that the state directory "
-                "is writable by driftd and the disk is not full"
-            ) from err
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlite_connection(self.path, lambda err: StateError(
+            f"state database {self.path} failed: {err}; check that the state directory "
+            "is writable by driftd and the disk is not full"))
 
     def ledger_get(self, partition: date) -> LedgerEntry | None:
         """The ledger entry of ``partition``, ``None`` when it never ran."""
@@ -153,7 +136,7 @@ class StateDB:
                 "VALUES (?, ?, 'running', 1, ?) ON CONFLICT (partition_date) DO UPDATE SET "
                 "run_id = excluded.run_id, status = 'running', attempts = attempts + 1, "
                 "started_at = excluded.started_at, finished_at = NULL, error = NULL",
-                (partition.isoformat(), run_id, _iso(now)),
+                (partition.isoformat(), run_id, to_text(now)),
             )
 
     def ledger_finish(
@@ -175,7 +158,8 @@ class StateDB:
                 "ON CONFLICT (partition_date) DO UPDATE SET run_id = excluded.run_id, "
                 "status = excluded.status, finished_at = excluded.finished_at, "
                 "error = excluded.error, severity = excluded.severity",
-                (partition.isoformat(), run_id, status, _iso(now), _iso(now), error, severity),
+                (partition.isoformat(), run_id, status, to_text(now), to_text(now), error,
+                 severity),
             )
 
     def ledger_restore(self, partition: date, previous: LedgerEntry | None) -> None:
@@ -196,8 +180,8 @@ class StateDB:
                 "started_at, finished_at, error, severity) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     partition.isoformat(), previous.run_id, previous.status, previous.attempts,
-                    _iso(previous.started_at),
-                    _iso(previous.finished_at) if previous.finished_at else None,
+                    to_text(previous.started_at),
+                    to_text(previous.finished_at) if previous.finished_at else None,
                     previous.error, previous.severity,
                 ),
             )
@@ -214,7 +198,7 @@ class StateDB:
                 )
         return entry
 
-    def ledger_done(self, since: date, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> set[date]:
+    def ledger_done(self, since: date, max_attempts: int = MAX_ATTEMPTS) -> set[date]:
         """Folder dates from ``since`` on needing no run: done, or failed ``max_attempts`` times."""
         with self._connect() as conn:
             rows = conn.execute(
@@ -257,7 +241,7 @@ class StateDB:
                 "INSERT INTO driftd_store_status (id, last_ok_at) VALUES (1, ?) "
                 "ON CONFLICT (id) DO UPDATE SET last_ok_at = excluded.last_ok_at, "
                 "last_error = NULL, last_error_at = NULL",
-                (_iso(now),),
+                (to_text(now),),
             )
 
     def store_failed(self, now: datetime, error: str) -> None:
@@ -267,7 +251,7 @@ class StateDB:
                 "INSERT INTO driftd_store_status (id, last_error, last_error_at) VALUES (1, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET last_error = excluded.last_error, "
                 "last_error_at = excluded.last_error_at",
-                (error, _iso(now)),
+                (error, to_text(now)),
             )
 
     def store_status(self) -> StoreStatus:
@@ -278,7 +262,7 @@ class StateDB:
             ).fetchone()
             pending = conn.execute("SELECT count(*) FROM driftd_pending_writes").fetchone()[0]
         last_ok, last_error, last_error_at = row if row else (None, None, None)
-        return StoreStatus(_dt(last_ok), last_error, _dt(last_error_at), int(pending))
+        return StoreStatus(from_text(last_ok), last_error, from_text(last_error_at), int(pending))
 
 
 def _entry(
@@ -290,8 +274,8 @@ def _entry(
         run_id=run_id,
         status=status,
         attempts=int(attempts),
-        started_at=datetime.fromisoformat(started),
-        finished_at=_dt(finished),
+        started_at=parse_text(started),
+        finished_at=from_text(finished),
         error=error,
         severity=severity,
     )

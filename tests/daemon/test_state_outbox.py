@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sinks.outbox import Outbox, OutboxAlert
+from daemon.state import Outbox, OutboxAlert
 
 NOW = datetime(2026, 11, 27, 1, 15, tzinfo=timezone.utc)
 

@@ -8,7 +8,7 @@ from contextlib import closing
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from sinks.state import StateDB
+from daemon.state import StateDB
 
 NOW = datetime(2026, 11, 26, 2, 0, tzinfo=timezone.utc)
 DAY = date(2026, 11, 26)
