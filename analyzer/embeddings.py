@@ -340,7 +340,7 @@ def locate_embedding(content: bytes, tensor: TensorRef = None,
     return _describe(model, graph, matches[0], "name", "", source)
 
 
-class _AlignedBuilder(flatbuffers.Builder):
+class _AlignedBuilder(flatbuffers.Builder):  # type: ignore[misc]
     """A flatbuffer builder that aligns every numeric vector (the weight buffers) to 16 bytes."""
 
     def CreateNumpyVector(self, x: npt.NDArray[Any]) -> int:

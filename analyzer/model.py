@@ -33,9 +33,9 @@ from PIL import Image
 from analyzer.errors import ModelError
 
 try:
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter as Interpreter
 except ImportError:  # pragma: no cover - depends on what is installed
-    from tflite_runtime.interpreter import Interpreter
+    from tflite_runtime.interpreter import Interpreter as Interpreter
 
 logger = logging.getLogger("analyzer")
 

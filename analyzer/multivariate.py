@@ -29,9 +29,11 @@ algebra on one BLAS thread: on a shared machine, OpenBLAS's spinning threads mad
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +43,8 @@ from threadpoolctl import threadpool_limits
 from analyzer.projection import Basis
 
 FloatArray = npt.NDArray[np.float64]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 #: Rows per side above which a seeded random subset is tested (bounds time and memory).
 MAX_ROWS = 1000
@@ -130,7 +134,8 @@ def _p_upper(values: FloatArray) -> float:
 
 def _squared_distances(x: FloatArray) -> FloatArray:
     norms = (x * x).sum(axis=1)
-    return np.maximum(norms[:, None] + norms[None, :] - 2.0 * (x @ x.T), 0.0)
+    distances: FloatArray = np.maximum(norms[:, None] + norms[None, :] - 2.0 * (x @ x.T), 0.0)
+    return distances
 
 
 def median_bandwidth(sq: FloatArray) -> float:
@@ -194,7 +199,16 @@ def _auc_draws(b: FloatArray, c: FloatArray, labels: npt.NDArray[np.bool_],
     return (_positive_rank_sums(scores, labels) - nc * (nc + 1) / 2.0) / (nb * nc)
 
 
-@threadpool_limits.wrap(limits=1, user_api="blas")
+def _one_blas_thread(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``fn`` with one BLAS thread (see the module docstring: spinning threads cost more)."""
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+@_one_blas_thread
 def mmd_test(base: npt.ArrayLike, cur: npt.ArrayLike, permutations: int = PERMUTATIONS,
              max_rows: int = MAX_ROWS, whiten: bool = True) -> MultiSample:
     """Kernel two-sample test: unbiased squared MMD with a permutation p-value.
@@ -218,7 +232,7 @@ def mmd_test(base: npt.ArrayLike, cur: npt.ArrayLike, permutations: int = PERMUT
                        nb, nc, permutations)
 
 
-@threadpool_limits.wrap(limits=1, user_api="blas")
+@_one_blas_thread
 def classifier_test(base: npt.ArrayLike, cur: npt.ArrayLike, permutations: int = PERMUTATIONS,
                     max_rows: int = MAX_ROWS, folds: int = FOLDS, ridge: float = RIDGE,
                     whiten: bool = True) -> MultiSample:
@@ -244,7 +258,7 @@ def classifier_test(base: npt.ArrayLike, cur: npt.ArrayLike, permutations: int =
                        nb, nc, permutations)
 
 
-@threadpool_limits.wrap(limits=1, user_api="blas")
+@_one_blas_thread
 def embedding_test(base: npt.ArrayLike, cur: npt.ArrayLike, permutations: int = PERMUTATIONS,
                    max_rows: int = MAX_ROWS) -> MultiSample:
     """The embedding drift test: the MMD's p-value with the domain classifier's effect size.
@@ -275,22 +289,14 @@ def embedding_test(base: npt.ArrayLike, cur: npt.ArrayLike, permutations: int = 
                        permutations, parts)
 
 
-def _all_upper_p(values: Sequence[FloatArray]) -> FloatArray:
-    """Each draw's upper-tail p-value among its own statistic's draws, per statistic."""
-    out = []
-    for v in values:
-        ordered = np.sort(v)
-        at_least = ordered.size - np.searchsorted(ordered, v - 1e-12 * np.abs(v), "left")
-        out.append(at_least / ordered.size)
-    return np.array(out)
-
-
 def _positive_rank_sums(scores: FloatArray, labels: npt.NDArray[np.bool_]) -> FloatArray:
     """Per column, the sum of the ranks (1 = lowest; ties share their mean rank) of the rows
     that ``labels`` marks: the Mann-Whitney statistic of each labelling."""
     order = np.argsort(scores, axis=0, kind="stable")
     ordered = np.take_along_axis(scores, order, axis=0)
     if np.any(ordered[1:] == ordered[:-1]):
-        return (sps.rankdata(scores, axis=0) * labels).sum(axis=0)
+        tied: FloatArray = (sps.rankdata(scores, axis=0) * labels).sum(axis=0)
+        return tied
     positions = np.arange(1.0, scores.shape[0] + 1.0)
-    return positions @ np.take_along_axis(labels, order, axis=0)
+    sums: FloatArray = positions @ np.take_along_axis(labels, order, axis=0)
+    return sums
