@@ -66,7 +66,16 @@ class LabelsError(AnalyzerError):
     """Raised when a labels file is missing, unreadable or malformed, or matches no image."""
 
 
-def read_labels(path: str | Path) -> dict[str, str]:
+@dataclass(frozen=True)
+class LabelRow:
+    """One data row of ``labels.csv``: its 1-based line number, the file and its label."""
+
+    line: int
+    file: str
+    label: str
+
+
+def read_label_rows(path: str | Path) -> list[LabelRow]:
     """Read ``labels.csv``: one ``file,label`` row per image.
 
     Format: two columns, comma-, semicolon- or tab-separated, UTF-8 (a BOM is tolerated).
@@ -89,7 +98,7 @@ def read_labels(path: str | Path) -> dict[str, str]:
         dialect: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    labels: dict[str, str] = {}
+    rows: dict[str, LabelRow] = {}
     for number, row in enumerate(csv.reader(text.splitlines(), dialect), start=1):
         cells = [c.strip() for c in row]
         if not any(cells):
@@ -101,76 +110,73 @@ def read_labels(path: str | Path) -> dict[str, str]:
                 f"labels file {path}, row {number}: {row!r} is not 'file,label'; give the "
                 "image's path in the data folder and its true class on each row")
         name = cells[0].replace("\\", "/")
-        if labels.get(name, cells[1]) != cells[1]:
+        seen = rows.get(name)
+        if seen is not None and seen.label != cells[1]:
             raise LabelsError(
-                f"labels file {path}, row {number}: {name!r} is labelled {labels[name]!r} "
+                f"labels file {path}, row {number}: {name!r} is labelled {seen.label!r} "
                 f"and {cells[1]!r}; keep one label per file")
-        labels[name] = cells[1]
-    if not labels:
+        rows.setdefault(name, LabelRow(number, name, cells[1]))
+    if not rows:
         raise LabelsError(f"labels file {path} has no 'file,label' rows")
-    return labels
+    return list(rows.values())
 
 
-@dataclass(frozen=True)
-class LabelMatch:
-    """Images of a folder joined with their labels.
-
-    ``correct[i]`` is whether image ``files[i]`` was classified as its label; ``unlabelled``
-    are the folder's images without a row, ``unknown_class`` rows whose label is not a class
-    of the model (first few of each, and counts).
-    """
-
-    files: list[str]
-    correct: npt.NDArray[np.bool_]
-    unlabelled: int
-    unknown_class: int
-    examples_unlabelled: list[str]
-    examples_unknown: list[str]
+def read_labels(path: str | Path) -> dict[str, str]:
+    """``read_label_rows`` as ``{file: label}``; raises as it does."""
+    return {row.file: row.label for row in read_label_rows(path)}
 
 
-def match_labels(files: Sequence[str], predicted: Sequence[int], labels: Mapping[str, str],
-                 classes: Sequence[str], source: str = "labels.csv") -> LabelMatch:
-    """Join images (relative paths, predicted class indices) with ``read_labels`` output.
+def _listing(bad: list[str], total: int) -> str:
+    more = f" and {total - len(bad)} more" if total > len(bad) else ""
+    return "; ".join(bad) + more
 
-    A row matches an image by its relative path, else by its bare name when that name is
-    unique in the folder. A label is a class name of the model or a 0-based class index.
+
+def resolve_labels(rows: Sequence[LabelRow], files: Sequence[str], classes: Sequence[str],
+                   source: str = "labels.csv") -> dict[str, int]:
+    """Each labelled image's true class index, keyed by its path relative to the data folder.
+
+    ``files`` are the folder's image files (relative paths, readable or not). A row matches a
+    file by its relative path, else by its bare name when exactly one file has that name. A
+    label is a class name of the model or a 0-based class index.
 
     Raises:
-        LabelsError: no image of the folder has a usable label (the message shows a row
-            and an image name, so a path mismatch is easy to see).
+        LabelsError: a row names no file of the folder (or a bare name several files share),
+            or a label that is not a class of the model; the message gives the line numbers
+            of the first few such rows, and how to fix them.
     """
-    by_name: dict[str, list[int]] = {}
-    for i, f in enumerate(files):
-        by_name.setdefault(Path(f).name, []).append(i)
+    known = {f.replace("\\", "/") for f in files}
+    by_name: dict[str, list[str]] = {}
+    for f in sorted(known):
+        by_name.setdefault(Path(f).name, []).append(f)
     index_of = {c: i for i, c in enumerate(classes)}
-    keep: list[int] = []
-    correct: list[bool] = []
-    unknown: list[str] = []
-    unlabelled: list[str] = []
-    for i, (f, guess) in enumerate(zip(files, predicted, strict=True)):
-        label = labels.get(f.replace("\\", "/"))
-        if label is None and len(by_name[Path(f).name]) == 1:
-            label = labels.get(Path(f).name)
-        if label is None:
-            unlabelled.append(f)
-            continue
-        truth = index_of.get(label)
-        if truth is None and label.isdigit() and int(label) < len(classes):
-            truth = int(label)
-        if truth is None:
-            unknown.append(f)
-            continue
-        keep.append(i)
-        correct.append(truth == int(guess))
-    if not keep:
-        row = next(iter(labels.items()))
+    out: dict[str, int] = {}
+    no_file: list[str] = []
+    no_class: list[str] = []
+    for row in rows:
+        name = row.file if row.file in known else None
+        if name is None and len(by_name.get(row.file, ())) == 1:
+            name = by_name[row.file][0]
+        truth = index_of.get(row.label)
+        if truth is None and row.label.isdigit() and int(row.label) < len(classes):
+            truth = int(row.label)
+        if name is None:
+            no_file.append(f"line {row.line}: {row.file!r}")
+        elif truth is None:
+            no_class.append(f"line {row.line}: {row.label!r}")
+        else:
+            out[name] = truth
+    if no_file:
+        example = sorted(known)[0] if known else "a/b.jpg"
         raise LabelsError(
-            f"{source}: none of the {len(files)} images has a usable label (e.g. row "
-            f"{row[0]!r},{row[1]!r}; image {files[0] if files else '-'!r}; model classes "
-            f"{list(classes[:3])}...); name files as paths inside the data folder and "
-            "labels as the model's class names or indices")
-    return LabelMatch([files[i] for i in keep], np.array(correct, dtype=bool),
-                      len(unlabelled), len(unknown), unlabelled[:5], unknown[:5])
+            f"{source}: {len(no_file)} row(s) name no image of the folder ("
+            f"{_listing(no_file[:5], len(no_file))}); give each file's path inside the data "
+            f"folder (e.g. {example!r}) or its bare name when it is unique")
+    if no_class:
+        raise LabelsError(
+            f"{source}: {len(no_class)} label(s) are not classes of the model ("
+            f"{_listing(no_class[:5], len(no_class))}); use the model's class names "
+            f"(e.g. {list(classes[:3])}) or 0-based indices below {len(classes)}")
+    return out
 
 
 def _bin_of(confidence: npt.ArrayLike) -> npt.NDArray[np.intp]:

@@ -26,8 +26,12 @@ from typing import TypeAlias, TypeVar
 from analyzer.errors import ReportFormatError
 from analyzer.severity import Severity
 
-SCHEMA_VERSION = 1
-"""The report's ``schema_version``; ``from_dict`` reads this version only."""
+SCHEMA_VERSION = 2
+"""The report's ``schema_version`` as driftd writes it now. Version 2 added the
+``embedding_drift`` and ``accuracy_estimate`` sections and made ``estimated_accuracy_change``
+null unless a labelled baseline gives an estimate."""
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1, SCHEMA_VERSION)
+"""Versions ``from_dict`` reads; a version-1 report reads back and writes out as version 1."""
 
 
 class SectionName(enum.StrEnum):
@@ -37,6 +41,11 @@ class SectionName(enum.StrEnum):
     CONFIDENCE = "confidence_drift"
     CLASSES = "class_distribution_drift"
     DATA_QUALITY = "data_quality"
+    EMBEDDING = "embedding_drift"
+
+
+ACCURACY_SECTION = "accuracy_estimate"
+"""The key of the report's accuracy-estimate section (not a drift section: no tests)."""
 
 
 class ImageFeature(enum.StrEnum):
@@ -120,6 +129,7 @@ class TestKind(enum.StrEnum):
 
     KS = "ks"
     CHI2 = "chi2"
+    MMD = "mmd"  # kernel MMD on the model's embeddings, exact permutation p-value
     SKIPPED = "skipped"
 
 
@@ -128,6 +138,7 @@ class EffectKind(enum.StrEnum):
 
     WASSERSTEIN = "wasserstein_norm"
     TVD = "tvd"
+    AUC = "auc_above_chance"  # a linear probe's held-out AUC less chance (embedding test)
     NONE = "none"
 
 
@@ -139,6 +150,14 @@ class Metric(enum.StrEnum):
     DRIFT_DETECTED = "drift_detected"
     OVERALL_SEVERITY_RANK = "overall_severity_rank"
     CURRENT_IMAGE_COUNT = "current_image_count"
+    ACCURACY_ESTIMATE = "accuracy_estimate"  # with a labelled baseline only
+    ACCURACY_LOW = "accuracy_estimate.low"
+    ACCURACY_HIGH = "accuracy_estimate.high"
+    EMBEDDING_EFFECT = "embedding.effect_size"  # the embedding test's row (feature "embedding")
+
+
+EMBEDDING_FEATURE = "embedding"
+"""The ``feature`` of the embedding test."""
 
 
 SettingValue: TypeAlias = bool | int | float | str | None
@@ -152,7 +171,8 @@ class Setting(enum.StrEnum):
     CORRECTION = "correction"
 
 
-CUTOFF_PREFIX: dict[str, str] = {EffectKind.WASSERSTEIN: "wasserstein", EffectKind.TVD: "tvd"}
+CUTOFF_PREFIX: dict[str, str] = {EffectKind.WASSERSTEIN: "wasserstein", EffectKind.TVD: "tvd",
+                                 EffectKind.AUC: "auc"}
 """Effect-size kind → the prefix of its severity cut-offs in ``settings`` and in
 ``AnalyzerOptions`` (``wasserstein_low`` …)."""
 
@@ -317,14 +337,16 @@ class PixelSection(Section):
 class ConfidenceSection(Section):
     """``confidence_drift``: the model outputs' tests; shifts are current − baseline.
 
-    ``estimated_accuracy_change`` is the average-confidence estimate (a calibrated model's
-    accuracy ≈ its mean max-softmax), i.e. ``mean_confidence_shift`` again.
+    ``estimated_accuracy_change``: in a version-2 report, the accuracy estimate's change
+    (``accuracy_estimate.estimate − baseline_accuracy``) when a labelled baseline gives one,
+    else None (JSON ``null``; ``accuracy_estimate.reason`` says why). Version-1 reports held
+    ``mean_confidence_shift`` there under that name; they read back as they were.
     """
 
     mean_confidence_shift: float = 0.0
     baseline_mean_confidence: float = 0.0
     current_mean_confidence: float = 0.0
-    estimated_accuracy_change: float = 0.0
+    estimated_accuracy_change: float | None = 0.0
 
     def values(self) -> dict[str, object]:
         return {
@@ -366,6 +388,72 @@ class ClassSection(Section):
             "classes": [{"index": c.index, "label": c.label, "baseline_share": c.baseline_share,
                          "current_share": c.current_share} for c in self.classes],
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbeddingSection(Section):
+    """``embedding_drift``: the multivariate test on the model's penultimate-layer embedding.
+
+    One test (``TestKind.MMD``, effect ``EffectKind.AUC``) in the report's corrected family.
+    ``tensor``/``dim`` name the embedding; the test ran on ``baseline_used``/``current_used``
+    of the ``baseline_rows``/``current_rows`` sampled embeddings (``subsampled``: fewer than
+    the images, which bounds the cost); ``auc`` is the probe's held-out AUC, ``mmd2`` the
+    squared MMD; ``permutations`` the permutation draws. ``note`` says the same in words.
+    """
+
+    tensor: str = ""
+    dim: int = 0
+    components: int = 0
+    baseline_rows: int = 0
+    current_rows: int = 0
+    baseline_used: int = 0
+    current_used: int = 0
+    permutations: int = 0
+    auc: float = 0.5
+    mmd2: float = 0.0
+    note: str = ""
+
+    def values(self) -> dict[str, object]:
+        return {"tensor": self.tensor, "dim": self.dim, "components": self.components,
+                "baseline_rows": self.baseline_rows, "current_rows": self.current_rows,
+                "baseline_used": self.baseline_used, "current_used": self.current_used,
+                "permutations": self.permutations, "auc": self.auc, "mmd2": self.mmd2,
+                "note": self.note}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccuracySection:
+    """``accuracy_estimate``: tonight's accuracy estimated from the model's confidence,
+    calibrated on a labelled baseline (confidence-based performance estimation, CBPE).
+
+    Without a labelled baseline ``available`` is false and ``reason`` says why; the numbers
+    are then None (JSON ``null``), never a stand-in. ``low``/``high`` bound the estimate at
+    ``level`` coverage; ``baseline_accuracy`` is the labelled baseline's true accuracy
+    (``labelled_images`` of them); ``change`` = ``estimate − baseline_accuracy``;
+    ``images`` the night's images the estimate used; ``method`` how it was made.
+    """
+
+    available: bool = False
+    reason: str | None = None
+    method: str = "cbpe"
+    level: float = 0.9
+    estimate: float | None = None
+    low: float | None = None
+    high: float | None = None
+    change: float | None = None
+    baseline_accuracy: float | None = None
+    labelled_images: int = 0
+    images: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"available": self.available}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        out.update({"method": self.method, "level": self.level, "estimate": self.estimate,
+                    "low": self.low, "high": self.high, "change": self.change,
+                    "baseline_accuracy": self.baseline_accuracy,
+                    "labelled_images": self.labelled_images, "images": self.images})
+        return out
 
 
 @dataclass(frozen=True)
@@ -415,8 +503,10 @@ class AtypicalImage:
 class DriftReport:
     """The drift report; ``to_dict()`` is the JSON contract (docs/ARCHITECTURE.md).
 
-    ``overall_severity`` is the highest of the four sections' severities (data quality
-    included) and ``overall_drift_detected`` is ``overall_severity > none``.
+    ``overall_severity`` is the highest of the sections' severities (data quality and the
+    embedding section included) and ``overall_drift_detected`` is ``overall_severity > none``.
+    ``embedding`` and ``accuracy`` are None only in a version-1 report (``schema_version``),
+    which had neither section.
     """
 
     report_id: str
@@ -431,11 +521,15 @@ class DriftReport:
     classes: ClassSection
     data_quality: DataQuality
     atypical_images: list[AtypicalImage] = field(default_factory=list)
+    embedding: EmbeddingSection | None = None
+    accuracy: AccuracySection | None = None
+    schema_version: int = SCHEMA_VERSION
 
     @property
     def overall_severity(self) -> Severity:
         return Severity.highest([self.pixel.severity, self.confidence.severity,
-                                 self.classes.severity, self.data_quality.severity])
+                                 self.classes.severity, self.data_quality.severity,
+                                 self.embedding.severity if self.embedding else Severity.NONE])
 
     @property
     def overall_drift_detected(self) -> bool:
@@ -443,25 +537,32 @@ class DriftReport:
 
     @property
     def sections(self) -> tuple[tuple[SectionName, Section], ...]:
-        """The three test sections with their names, in report order."""
-        return ((SectionName.PIXEL, self.pixel), (SectionName.CONFIDENCE, self.confidence),
-                (SectionName.CLASSES, self.classes))
+        """The test sections with their names, in report order (the embedding section when
+        the report has one)."""
+        base: tuple[tuple[SectionName, Section], ...] = (
+            (SectionName.PIXEL, self.pixel), (SectionName.CONFIDENCE, self.confidence),
+            (SectionName.CLASSES, self.classes))
+        if self.embedding is not None:
+            return (*base, (SectionName.EMBEDDING, self.embedding))
+        return base
 
     @property
     def tests(self) -> list[TestResult]:
         """Every test of the report's one corrected family, in report order."""
-        return self.pixel.tests + self.confidence.tests + self.classes.tests
+        return [t for _, section in self.sections for t in section.tests]
 
     def severity_of(self, name: SectionName) -> Severity:
-        """The severity of section ``name`` (data quality included)."""
+        """The severity of section ``name`` (data quality included; a section the report
+        does not have is ``none``)."""
         if name is SectionName.DATA_QUALITY:
             return self.data_quality.severity
-        return dict(self.sections)[name].severity
+        section = dict(self.sections).get(name)
+        return Severity.NONE if section is None else section.severity
 
     def to_dict(self) -> dict[str, object]:
         """The JSON contract: every key the seed reads, in the documented order."""
-        return {
-            "schema_version": SCHEMA_VERSION,
+        out: dict[str, object] = {
+            "schema_version": self.schema_version,
             "report_id": self.report_id,
             "timestamp": self.timestamp.isoformat(),
             "data_dir": self.data_dir,
@@ -474,11 +575,16 @@ class DriftReport:
             SectionName.PIXEL.value: self.pixel.to_dict(),
             SectionName.CONFIDENCE.value: self.confidence.to_dict(),
             SectionName.CLASSES.value: self.classes.to_dict(),
-            SectionName.DATA_QUALITY.value: self.data_quality.to_dict(),
-            "atypical_images": [
-                {"path": a.path, "file": a.file, "feature": a.feature, "value": a.value,
-                 "baseline_median": a.baseline_median} for a in self.atypical_images],
         }
+        if self.embedding is not None:
+            out[SectionName.EMBEDDING.value] = self.embedding.to_dict()
+        if self.accuracy is not None:
+            out[ACCURACY_SECTION] = self.accuracy.to_dict()
+        out[SectionName.DATA_QUALITY.value] = self.data_quality.to_dict()
+        out["atypical_images"] = [
+            {"path": a.path, "file": a.file, "feature": a.feature, "value": a.value,
+             "baseline_median": a.baseline_median} for a in self.atypical_images]
+        return out
 
     @classmethod
     def from_dict(cls, data: object, *, partial: bool = False) -> DriftReport:
@@ -499,12 +605,14 @@ class DriftReport:
         Raises ``ReportFormatError`` naming the key and what is wrong with it.
         """
         d = _Reader(data, "drift report", partial)
-        if not partial:
-            version = d.raw("schema_version")
-            if version != SCHEMA_VERSION:
-                raise ReportFormatError(
-                    f"drift report has schema_version {version!r}; this driftd reads version "
-                    f"{SCHEMA_VERSION} (a report from a newer driftd? upgrade driftd)")
+        version = d.raw("schema_version")
+        if not partial and version not in READABLE_SCHEMA_VERSIONS:
+            raise ReportFormatError(
+                f"drift report has schema_version {version!r}; this driftd reads versions "
+                f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))} (a report from a newer "
+                "driftd? upgrade driftd)")
+        if version not in READABLE_SCHEMA_VERSIONS:
+            version = SCHEMA_VERSION
         pixel = d.child(SectionName.PIXEL, required=True)
         report = cls(
             report_id=d.text("report_id"),
@@ -519,6 +627,10 @@ class DriftReport:
             classes=_classes(d.child(SectionName.CLASSES)),
             data_quality=_quality(d.child(SectionName.DATA_QUALITY)),
             atypical_images=[_atypical(a) for a in d.entries("atypical_images")],
+            # Version 1 had neither section (compare() always writes both now).
+            embedding=_embedding(d.optional_child(SectionName.EMBEDDING)),
+            accuracy=_accuracy(d.optional_child(ACCURACY_SECTION)),
+            schema_version=version if isinstance(version, int) else SCHEMA_VERSION,
         )
         if partial:
             d.severity("overall_severity")
@@ -545,6 +657,8 @@ def metric_rows(report: DriftReport) -> list[tuple[str, float]]:
         (Metric.CURRENT_IMAGE_COUNT, float(report.current_image_count)),
     ]
     for name in SectionName:
+        if name is SectionName.EMBEDDING and report.embedding is None:
+            continue  # a version-1 report: its rows stay as they were
         rows.append((f"{name}.severity_rank", float(report.severity_of(name).rank)))
     for test in report.tests:
         rows.append((f"{test.feature}.effect_size", float(test.effect_size)))
@@ -553,6 +667,13 @@ def metric_rows(report: DriftReport) -> list[tuple[str, float]]:
         rows.append((f"class_share.{cls.label}", float(cls.current_share)))
     for issue, value in report.data_quality.issues.items():
         rows.append((f"{SectionName.DATA_QUALITY}.{issue}", float(value.count)))
+    accuracy = report.accuracy
+    if accuracy is not None and accuracy.available and accuracy.estimate is not None:
+        rows += [(Metric.ACCURACY_ESTIMATE, float(accuracy.estimate)),
+                 (Metric.ACCURACY_LOW, float(accuracy.low if accuracy.low is not None
+                                             else math.nan)),
+                 (Metric.ACCURACY_HIGH, float(accuracy.high if accuracy.high is not None
+                                              else math.nan))]
     return [(str(name), value) for name, value in rows]
 
 
@@ -662,6 +783,12 @@ class _Reader:
         # ints stay ints, so a threshold configured as 1 is written back as 1, not 1.0
         return value
 
+    def nullable_number(self, key: str) -> float | None:
+        """A number that may be ``null`` (None: no value, not NaN); missing reads as NaN."""
+        if self.data.get(key, _MISSING) is None:
+            return None
+        return self.number(key)
+
     def integer(self, key: str, required: bool = False) -> int:
         value = self.raw(key, required)
         if value is _MISSING:
@@ -740,6 +867,10 @@ class _Reader:
         if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
             raise self._error(key, "is not a list of objects")
         return list(value)
+
+    def optional_child(self, key: str) -> _Reader | None:
+        """The reader of object ``key``, or None when the dict lacks it (any mode)."""
+        return self.child(key) if key in self.data else None
 
     def child(self, key: str, required: bool = False) -> _Reader | None:
         """The reader of object ``key`` (None when a partial dict lacks it)."""
@@ -827,7 +958,7 @@ def _confidence(d: _Reader | None) -> ConfidenceSection:
         mean_confidence_shift=d.number("mean_confidence_shift"),
         baseline_mean_confidence=d.number("baseline_mean_confidence"),
         current_mean_confidence=d.number("current_mean_confidence"),
-        estimated_accuracy_change=d.number("estimated_accuracy_change"),
+        estimated_accuracy_change=d.nullable_number("estimated_accuracy_change"),
     )
 
 
@@ -846,6 +977,33 @@ def _classes(d: _Reader | None) -> ClassSection:
         chi2_statistic=d.number("chi2_statistic"),
         p_value=d.number("p_value"),
         classes=shares,
+    )
+
+
+def _embedding(d: _Reader | None) -> EmbeddingSection | None:
+    if d is None:
+        return None  # a version-1 report, or a hand-made one without it
+    c = _common(d)
+    return EmbeddingSection(
+        severity=c.severity, available=c.available, reason=c.reason, tests=c.tests,
+        tensor=d.text("tensor"), dim=d.integer("dim"), components=d.integer("components"),
+        baseline_rows=d.integer("baseline_rows"), current_rows=d.integer("current_rows"),
+        baseline_used=d.integer("baseline_used"), current_used=d.integer("current_used"),
+        permutations=d.integer("permutations"), auc=d.number("auc"), mmd2=d.number("mmd2"),
+        note=d.text("note"),
+    )
+
+
+def _accuracy(d: _Reader | None) -> AccuracySection | None:
+    if d is None:
+        return None
+    return AccuracySection(
+        available=d.flag("available"), reason=d.optional_text("reason"),
+        method=d.text("method"), level=d.number("level"),
+        estimate=d.nullable_number("estimate"), low=d.nullable_number("low"),
+        high=d.nullable_number("high"), change=d.nullable_number("change"),
+        baseline_accuracy=d.nullable_number("baseline_accuracy"),
+        labelled_images=d.integer("labelled_images"), images=d.integer("images"),
     )
 
 

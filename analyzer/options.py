@@ -70,6 +70,26 @@ class AnalyzerOptions:
     histogram_bins: bins per channel of the pixel histograms shown in the report (the
         profile keeps 256; they are summed down to this many).
 
+    Embeddings and accuracy
+    -----------------------
+    embeddings: with a model, also read its penultimate-layer embedding (the input of the
+        classification head, found in the graph: ``analyzer.embeddings``), keep a bounded
+        sample of it in the profile and test it (``embedding_drift``). False turns it off.
+        A model without a usable penultimate tensor still works: the report says why the
+        embedding test is unavailable.
+    embedding_tensor: which tensor is the embedding: ``"auto"`` (walk back from the class
+        output to the head), a tensor name, or a tensor index (an int; the model's own
+        numbering, as ``tflite`` viewers show it).
+    embedding_sample: images whose projected embedding (64 values) the profile keeps, chosen
+        by content hash so shards merge; also the most rows per side the test uses, which
+        bounds its cost (~2 s per night at 1,024 + 1,024 rows). 1,024 keeps a baseline's
+        embedding under ~400 kB of JSON.
+    auc_low/medium/high: severity cut-offs of the embedding test, on its effect size: the
+        held-out AUC with which a linear probe tells tonight's embeddings from the baseline's,
+        less chance (0..0.5, the same meaning for any model). 0.02 / 0.05 / 0.1: a probe
+        right 52%, 55%, 60% of the time, once the MMD test is significant.
+    accuracy_level: coverage of the accuracy estimate's interval (with a labelled baseline).
+
     Data quality
     ------------
     quality_low/medium/high: severity of the data-quality section from the share of
@@ -114,6 +134,13 @@ class AnalyzerOptions:
     reservoir_size: int = 4096
     histogram_bins: int = 32
     bbsd_max_classes: int = 32
+    embeddings: bool = True
+    embedding_tensor: str | int = "auto"
+    embedding_sample: int = 1024
+    auc_low: float = 0.02
+    auc_medium: float = 0.05
+    auc_high: float = 0.1
+    accuracy_level: float = 0.9
     quality_low: float = 0.01
     quality_medium: float = 0.05
     quality_high: float = 0.2
@@ -135,7 +162,16 @@ class AnalyzerOptions:
             raise AnalyzerError(
                 f"option correction={self.correction!r} is unknown; use 'holm' or 'bonferroni'"
             )
-        for kind in ("wasserstein", "tvd", "quality"):
+        if not 0.0 < self.accuracy_level < 1.0:
+            raise AnalyzerError(f"option accuracy_level={self.accuracy_level!r} must be in "
+                                "(0, 1), e.g. 0.9")
+        tensor = self.embedding_tensor
+        if isinstance(tensor, bool) or not isinstance(tensor, str | int) or tensor == "" \
+                or (isinstance(tensor, int) and tensor < 0):
+            raise AnalyzerError(
+                f"option embedding_tensor={tensor!r} must be 'auto', a tensor name or a "
+                "tensor index >= 0")
+        for kind in ("wasserstein", "tvd", "auc", "quality"):
             low, med, high = (getattr(self, f"{kind}_{lvl}") for lvl in ("low", "medium", "high"))
             if not 0 <= low <= med <= high:
                 raise AnalyzerError(
@@ -143,7 +179,7 @@ class AnalyzerOptions:
                     "and non-negative"
                 )
         for name in ("min_samples", "reservoir_size", "histogram_bins", "chunk_size", "max_side",
-                     "permutations", "max_file_bytes"):
+                     "permutations", "max_file_bytes", "embedding_sample"):
             if getattr(self, name) < 1:
                 raise AnalyzerError(f"option {name}={getattr(self, name)!r} must be >= 1")
         if 256 % self.histogram_bins:
@@ -156,6 +192,11 @@ class AnalyzerOptions:
             raise AnalyzerError(
                 f"option progress={self.progress!r} is unknown; use auto, bar, log or off"
             )
+
+    @property
+    def tensor_ref(self) -> str | int | None:
+        """``embedding_tensor`` as ``analyzer.embeddings`` takes it (None: find it)."""
+        return None if self.embedding_tensor == "auto" else self.embedding_tensor
 
     @property
     def worker_count(self) -> int:

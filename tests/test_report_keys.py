@@ -23,6 +23,9 @@ OTHER_JSON: dict[str, set[str]] = {
                             "data_dir", "total_files"},
     # TFLite tensor details
     "analyzer/model.py": {"index"},
+    "analyzer/embeddings.py": {"index"},
+    # the accuracy calibration's JSON inside a baseline profile
+    "analyzer/accuracy.py": {"count"},
     # the alert outbox's payload (AlertMessage.to_payload/from_payload) and its table rows
     "sinks/messages.py": {"severity"},
     "daemon/state/outbox.py": {"severity"},
