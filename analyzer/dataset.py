@@ -1,8 +1,10 @@
 """Profiling a folder in parallel, and ``DatasetAnalyzer``, the seed's convenience façade.
 
-``profile_folder(data_dir, options, model_path, model_options)`` lists the image files,
-decodes them in worker processes (each worker loads one ``Classifier`` when a model is
-given), and folds the per-image records into a ``Profile`` in the parent, in bounded memory.
+``profile_folder(data_dir, options, model_path, model_options, labels)`` lists the image
+files, decodes them in worker processes (each worker loads one ``Classifier`` when a model is
+given, or an ``EmbeddingModel`` when its embedding is read too), and folds the per-image
+records into a ``Profile`` in the parent, in bounded memory. With ``labels`` (rows of a
+``labels.csv``) the profile also gets the accuracy calibration (``analyzer.accuracy``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import math
 import os
 import stat
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -28,6 +30,13 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
+from analyzer.accuracy import (
+    Calibration,
+    LabelRow,
+    LabelsError,
+    read_label_rows,
+    resolve_labels,
+)
 from analyzer.contract import (
     MODEL_FEATURES,
     SOFTMAX_PREFIX,
@@ -49,9 +58,13 @@ from analyzer.pixels import warn_if_slow
 from analyzer.processes import die_with_parent, stop_workers, worker_context
 from analyzer.profile import Categories, ModelInfo, Profile
 from analyzer.progress import Progress
+from analyzer.projection import EmbeddingSample, project
 
 if TYPE_CHECKING:
+    from analyzer.embeddings import EmbeddingModel
     from analyzer.model import Classifier
+
+    Model = Classifier | EmbeddingModel
 
 logger = logging.getLogger("analyzer")
 
@@ -159,9 +172,10 @@ class _WorkerConfig:
     model_path: str | None
     model_options: Mapping[str, Any]
     bbsd: bool
+    embedding_tensor: int | None = None  # the resolved tensor index; None: no embeddings
 
 
-_worker_classifier: Classifier | None = None
+_worker_classifier: Model | None = None
 _worker_config: _WorkerConfig | None = None
 _process_prepared = False
 
@@ -197,12 +211,41 @@ def prepare_worker_process() -> None:
         _process_prepared = True
 
 
-def _load_classifier(model_path: str, model_options: Mapping[str, Any]) -> Classifier:
+def _load_classifier(model_path: str, model_options: Mapping[str, Any],
+                     embedding_tensor: int | None = None) -> Model:
+    """The model, with its embedding as a second output when ``embedding_tensor`` is given."""
     try:
+        from analyzer.embeddings import EmbeddingModel
         from analyzer.model import Classifier, ModelOptions
     except ImportError as err:
         raise ModelError(f"model support is unavailable ({err}); install ai-edge-litert") from err
+    if embedding_tensor is not None:
+        return EmbeddingModel.load(model_path, embedding_tensor, ModelOptions(**model_options))
     return Classifier.load(model_path, ModelOptions(**model_options))
+
+
+def _embedding_tensor(model_path: str, options: AnalyzerOptions) -> tuple[int | None, str]:
+    """The embedding tensor's index, or None and why the embedding cannot be read.
+
+    A tensor the graph walk cannot find is a reason, not an error (the report says the test
+    is unavailable); a tensor named in ``embedding_tensor`` that is wrong raises
+    ``ModelError``, as any other wrong option does.
+    """
+    if not options.embeddings:
+        return None, "embeddings are switched off (option embeddings = false)"
+    try:
+        from analyzer.embeddings import locate_embedding
+    except ImportError as err:
+        return None, f"the TFLite schema module is unavailable ({err}); install ai-edge-litert"
+    content = Path(model_path).read_bytes()
+    if options.tensor_ref is not None:
+        return locate_embedding(content, options.tensor_ref, model_path).index, ""
+    try:
+        return locate_embedding(content, None, model_path).index, ""
+    except ModelError as err:
+        return None, (f"no penultimate-layer tensor found automatically ({err}); set "
+                      "embedding_tensor to its name or index, or export the model with its "
+                      "embedding as a second output (README: Embeddings)")
 
 
 def _init_worker(config: _WorkerConfig) -> None:
@@ -211,7 +254,8 @@ def _init_worker(config: _WorkerConfig) -> None:
     prepare_worker_process()
     _worker_config = config
     if config.model_path is not None:
-        _worker_classifier = _load_classifier(config.model_path, config.model_options)
+        _worker_classifier = _load_classifier(config.model_path, config.model_options,
+                                              config.embedding_tensor)
 
 
 @dataclass
@@ -230,9 +274,9 @@ def _process_chunk(paths: list[str]) -> _Batch:
 
 
 def process_files(paths: Iterable[str], config: _WorkerConfig,
-                  classifier: Classifier | None) -> _Batch:
+                  classifier: Model | None) -> _Batch:
     """Read each file into a ``_Batch``; with a classifier, append the model features to each
-    good record."""
+    good record (and, with an ``EmbeddingModel``, its projected embedding)."""
     records = [read_image(p, max_side=config.max_side, max_image_pixels=config.max_image_pixels,
                           max_file_bytes=config.max_file_bytes,
                           keep_image=classifier is not None) for p in paths]
@@ -246,14 +290,35 @@ def process_files(paths: Iterable[str], config: _WorkerConfig,
     if classifier is None or not good:
         return batch
     inputs = np.stack([classifier.preprocess(r.image) for r in good if r.image is not None])
-    probs = classifier.predict(inputs)
+    probs, embeddings = _predict(classifier, inputs)
+    labels = _plain(classifier).labels
+    # Projected here, so a chunk crosses the process boundary with 64 values per image.
+    projected = None if embeddings is None else project(embeddings)
     extra = model_features(probs, config.bbsd)
     for i, rec in enumerate(good):
         assert rec.values is not None
         rec.values = np.concatenate([rec.values, extra[i]])
-        rec.categories = (*rec.categories, classifier.labels[int(np.argmax(probs[i]))])
+        rec.categories = (*rec.categories, labels[int(np.argmax(probs[i]))])
+        rec.embedding = None if projected is None else projected[i]
         rec.image = None
     return batch
+
+
+def _plain(model: Model) -> Classifier:
+    """The classifier itself (an ``EmbeddingModel`` wraps one)."""
+    from analyzer.embeddings import EmbeddingModel
+
+    return model.classifier if isinstance(model, EmbeddingModel) else model
+
+
+def _predict(model: Model, inputs: npt.NDArray[Any]
+             ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
+    """Class probabilities and, for an ``EmbeddingModel``, the raw embeddings."""
+    from analyzer.embeddings import EmbeddingModel
+
+    if isinstance(model, EmbeddingModel):
+        return model.embed(inputs)
+    return model.predict(inputs), None
 
 
 def model_features(probs: npt.NDArray[np.float64], bbsd: bool) -> npt.NDArray[np.float64]:
@@ -277,8 +342,18 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
 class _Builder:
     """Folds records into a ``Profile`` in batches; tracks duplicates by content digest."""
 
-    def __init__(self, profile: Profile, data_dir: Path, options: AnalyzerOptions) -> None:
+    def __init__(self, profile: Profile, data_dir: Path, options: AnalyzerOptions,
+                 truth: Mapping[str, int] | None = None) -> None:
         self.profile = profile
+        self.truth = truth or {}
+        labels = profile.model.labels if profile.model is not None else []
+        self.class_index = {label: i for i, label in enumerate(labels)}
+        self.confidence_column = (profile.features.index(MODEL_FEATURES[0])
+                                  if MODEL_FEATURES[0] in profile.features else -1)
+        self.labelled_confidence: list[float] = []
+        self.labelled_correct: list[bool] = []
+        self.embedding_keys: list[int] = []
+        self.embedding_rows: list[npt.NDArray[np.float32]] = []
         self.data_dir = data_dir
         self.prefix = os.path.join(str(data_dir.absolute()), "")
         self.options = options
@@ -316,6 +391,13 @@ class _Builder:
         self.keys.append(int.from_bytes(key, "little"))
         self.rows.append(rec.values)
         self.paths.append(rec.path)
+        if rec.embedding is not None:
+            self.embedding_keys.append(self.keys[-1])
+            self.embedding_rows.append(rec.embedding)
+        truth = self.truth.get(name.replace(os.sep, "/"))
+        if truth is not None and self.confidence_column >= 0 and rec.categories:
+            self.labelled_confidence.append(float(rec.values[self.confidence_column]))
+            self.labelled_correct.append(self.class_index.get(rec.categories[-1]) == truth)
         names = (*CATEGORIES, Category.PREDICTED_CLASS)
         for cat, value in zip(names, rec.categories, strict=False):
             profile.categories.setdefault(cat, Categories()).add(value, name)
@@ -332,6 +414,18 @@ class _Builder:
             self.profile.add_batch(np.asarray(self.keys, dtype=np.uint64), np.stack(self.rows),
                                    self.paths, self.options.atypical_per_feature)
         self.keys, self.rows, self.paths = [], [], []
+        if self.embedding_keys and self.profile.embeddings is not None:
+            self.profile.embeddings.add_projected(
+                np.asarray(self.embedding_keys, dtype=np.uint64), np.stack(self.embedding_rows))
+        self.embedding_keys, self.embedding_rows = [], []
+
+    def calibration(self) -> Calibration | None:
+        """The labelled images' calibration (None without labels); raises ``LabelsError``
+        when too few labelled images were readable."""
+        if not self.truth:
+            return None
+        return Calibration.fit(np.asarray(self.labelled_confidence),
+                               np.asarray(self.labelled_correct, dtype=bool))
 
 
 def _parallel(paths: list[str], chunk: int, workers: int, config: _WorkerConfig,
@@ -385,11 +479,18 @@ def _result(future: Future[_Batch], waiting: Callable[[], None]) -> _Batch:
 
 def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
                    model_path: str | Path | None = None,
-                   model_options: Mapping[str, Any] | None = None) -> Profile:
+                   model_options: Mapping[str, Any] | None = None,
+                   labels: Sequence[LabelRow] | None = None) -> Profile:
     """Profile every image under ``data_dir``.
 
+    ``labels``: the true class of (some of) the images, as ``read_label_rows`` gives them; the
+    profile then holds the accuracy calibration of a labelled baseline (needs a model).
+
     Raises ``DatasetError`` (missing or unreadable folder), ``EmptyDatasetError`` (no image
-    files, or none readable) and ``ModelError`` (the model cannot be loaded). Bad files, and
+    files, or none readable), ``ModelError`` (the model cannot be loaded, or a named
+    ``embedding_tensor`` is not in it) and ``LabelsError`` (labels without a model, rows that
+    name no image of the folder or no class of the model, fewer than
+    ``analyzer.accuracy.MIN_LABELLED`` labelled readable images). Bad files, and
     subfolders that cannot be read, are counted in the profile's data-quality issues, never
     raised. With worker processes, ``options.progress_callback`` is also called while they
     work (``_parallel``), so a callback that raises stops even a run stuck in one file.
@@ -405,24 +506,43 @@ def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
         )
     features = list(FEATURES)
     model_info: ModelInfo | None = None
-    classifier: Classifier | None = None
+    classifier: Model | None = None
     model_kwargs = dict(model_options or {})
     bbsd = False
+    tensor: int | None = None
+    embedding_reason: str | None = "no model_path given: no embeddings"
+    truth: dict[str, int] | None = None
+    if labels is not None and model_path is None:
+        raise LabelsError("labels were given without a model; the accuracy estimate needs "
+                          "the model whose accuracy it estimates (pass model_path)")
     if model_path is not None:
-        classifier = _load_classifier(str(model_path), model_kwargs)
-        bbsd = classifier.num_classes <= options.bbsd_max_classes
-        model_info = ModelInfo(Path(model_path).name, list(classifier.labels))
+        tensor, embedding_reason = _embedding_tensor(str(model_path), options)
+        classifier = _load_classifier(str(model_path), model_kwargs, tensor)
+        plain = _plain(classifier)
+        bbsd = plain.num_classes <= options.bbsd_max_classes
+        model_info = ModelInfo(Path(model_path).name, list(plain.labels))
+        if labels is not None:
+            names = [_relative(p, folder) for p in paths]
+            names += [_relative(p, folder) for p, _ in rejected]
+            truth = resolve_labels(labels, names, plain.labels)
         features += list(MODEL_FEATURES)
         if bbsd:
-            features += [f"{SOFTMAX_PREFIX}{label}" for label in classifier.labels]
+            features += [f"{SOFTMAX_PREFIX}{label}" for label in plain.labels]
     profile = Profile(features=features, reservoir_size=options.reservoir_size,
                       data_dir=str(folder.absolute()), total_files=len(paths) + len(rejected),
-                      model=model_info)
-    builder = _Builder(profile, folder, options)
+                      model=model_info, embedding_reason=embedding_reason or None)
+    if classifier is not None and tensor is not None:
+        from analyzer.embeddings import EmbeddingModel
+
+        assert isinstance(classifier, EmbeddingModel)
+        profile.embeddings = EmbeddingSample(classifier.dim, classifier.tensor.name,
+                                             options.embedding_sample)
+    builder = _Builder(profile, folder, options, truth)
     for path, reason in rejected:
         builder.add(ImageRecord(path, "unreadable", reason))
     config = _WorkerConfig(options.max_side, options.max_image_pixels, options.max_file_bytes,
-                           None if model_path is None else str(model_path), model_kwargs, bbsd)
+                           None if model_path is None else str(model_path), model_kwargs, bbsd,
+                           tensor)
     chunk = options.chunk_size
     workers = min(options.worker_count, math.ceil(len(paths) / chunk))
     # One BLAS thread here too (see _init_worker): with workers, the parent's few BLAS calls
@@ -450,7 +570,16 @@ def profile_folder(data_dir: str | Path, options: AnalyzerOptions | None = None,
             f"none of the {profile.total_files} image files in {str(folder)!r} could be read "
             f"({counts}); first: {builder.first_error}"
         )
+    profile.calibration = builder.calibration()
     return profile
+
+
+def _relative(path: str, folder: Path) -> str:
+    """``path`` relative to ``folder``, with ``/`` separators (as labels.csv names files)."""
+    try:
+        return Path(path).relative_to(folder.absolute()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
 
 
 class DatasetAnalyzer:
@@ -460,16 +589,21 @@ class DatasetAnalyzer:
     (unknown names raise ``AnalyzerError`` listing the allowed ones). ``now`` is the report's
     timestamp; when omitted, and only here, it falls back to ``datetime.now(timezone.utc)`` at
     ``detect_drift`` time (``analyzer.compare`` itself never reads the clock). ``report_id``
-    defaults to the folder's name.
+    defaults to the folder's name. ``labels``: a ``labels.csv`` path (or its rows) giving the
+    true class of the folder's images: the baseline then calibrates the accuracy estimate
+    (``analyzer.accuracy.read_label_rows`` documents the format).
     """
 
     def __init__(self, data_dir: str | Path, model_path: str | Path | None = None, *,
                  now: datetime | None = None, report_id: str | None = None,
+                 labels: str | Path | Sequence[LabelRow] | None = None,
                  **options: Any) -> None:
         self.data_dir = Path(data_dir)
         self.model_path = model_path
         self.now = now
         self.report_id = report_id
+        self.labels = (read_label_rows(labels) if isinstance(labels, str | Path)
+                       else labels)
         self.options, self.model_options = split_options(options)
         self._profile: Profile | None = None
 
@@ -477,7 +611,7 @@ class DatasetAnalyzer:
         """The folder's ``Profile`` (computed once, then reused)."""
         if self._profile is None:
             self._profile = profile_folder(self.data_dir, self.options, self.model_path,
-                                           self.model_options)
+                                           self.model_options, self.labels)
         return self._profile
 
     def analyze(self) -> dict[str, Any]:

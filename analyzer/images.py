@@ -85,7 +85,8 @@ class ImageRecord:
     SHA-1 because OpenSSL runs it at about twice BLAKE2b's speed). ``values`` follow
     ``FEATURES``; ``categories`` follow ``CATEGORIES``; ``histogram`` is 3×256 pixel counts
     of the analysis image. ``image`` is the analysis image (RGB), kept only while a model
-    still has to see it.
+    still has to see it; ``embedding`` the model's projected embedding
+    (``analyzer.projection.project``), when it is read.
     """
 
     path: str
@@ -96,6 +97,7 @@ class ImageRecord:
     categories: tuple[str, ...] = ()
     histogram: npt.NDArray[np.int64] | None = None
     image: Image.Image | None = field(default=None, repr=False)
+    embedding: npt.NDArray[np.float32] | None = field(default=None, repr=False)
 
 
 def reduction_factor(width: int, height: int, max_side: int) -> int:

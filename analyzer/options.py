@@ -35,7 +35,7 @@ MODEL_OPTION_NAMES = frozenset(
 )
 
 #: Options that are per-call context, not thresholds (``DatasetAnalyzer`` takes them).
-CALL_OPTION_NAMES = frozenset({"now", "report_id"})
+CALL_OPTION_NAMES = frozenset({"now", "report_id", "labels"})
 
 
 @dataclass(frozen=True)

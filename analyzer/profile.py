@@ -13,7 +13,12 @@ baseline file stores. Its size does not grow with the number of images:
   predicted class keeps every one of the model's classes);
 * 256-bin pixel histograms per R, G, B channel (integer counts);
 * data-quality counts with the first few file names per issue;
-* per feature the few lowest and highest images (path + value), for the report's thumbnails.
+* per feature the few lowest and highest images (path + value), for the report's thumbnails;
+* with a model whose embedding can be read, the projected embeddings of a bounded bottom-k
+  sample of images (``analyzer.projection.EmbeddingSample``, keyed like the feature sample),
+  or the reason there are none (``embedding_reason``);
+* with a labelled baseline, the accuracy calibration (``analyzer.accuracy.Calibration``:
+  right/wrong answers per confidence bin, which add up when shards merge).
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from analyzer.accuracy import Calibration, LabelsError
 from analyzer.contract import ISSUES, Category
 from analyzer.errors import BaselineError
+from analyzer.projection import EmbeddingSample
 
 PROFILE_VERSION = 1
 PROFILE_KIND = "driftd.profile"
@@ -196,6 +203,9 @@ class Profile:
     issues: dict[str, Issue] = field(default_factory=lambda: {k: Issue() for k in ISSUES})
     extremes: dict[str, Extremes] = field(default_factory=dict)
     model: ModelInfo | None = None
+    embeddings: EmbeddingSample | None = None
+    embedding_reason: str | None = None
+    calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         if self.sample_values.shape[1:] != (len(self.features),):
@@ -263,7 +273,23 @@ class Profile:
         self.histograms = self.histograms + other.histograms
         for kind, issue in other.issues.items():
             self.issues.setdefault(kind, Issue()).merge(issue)
+        self._merge_model_extras(other)
         return self
+
+    def _merge_model_extras(self, other: Profile) -> None:
+        """Embeddings merge when both shards have them (else none, with the reason); the
+        calibration's counts add, and a shard without labels adds nothing to them."""
+        if self.embeddings is not None and other.embeddings is not None:
+            self.embeddings.merge(other.embeddings)
+        elif self.embeddings is not None or other.embeddings is not None:
+            self.embeddings = None
+            self.embedding_reason = ("a shard of this profile was made without embeddings; "
+                                     "profile every shard with the same options")
+        else:
+            self.embedding_reason = self.embedding_reason or other.embedding_reason
+        if other.calibration is not None:
+            self.calibration = (other.calibration if self.calibration is None
+                                else self.calibration.merge(other.calibration))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form; ``["dataset_info"]["image_count"]`` is the seed's key."""
@@ -297,6 +323,10 @@ class Profile:
                 name: {"low": [[v, p] for v, p in e.low], "high": [[v, p] for v, p in e.high]}
                 for name, e in self.extremes.items()
             },
+            "embeddings": (self.embeddings.to_dict() if self.embeddings is not None
+                           else {"reason": self.embedding_reason}),
+            "accuracy_calibration": (None if self.calibration is None
+                                     else self.calibration.to_dict()),
         }
 
     @classmethod
@@ -342,6 +372,20 @@ class Profile:
                 model=None if model is None else ModelInfo(str(model["name"]),
                                                            list(model["labels"])),
             )
+            # Profiles made before embeddings and labels existed have neither key.
+            emb = d.get("embeddings") or {"reason": "the baseline was made before driftd read "
+                                                    "embeddings; regenerate it"}
+            if "vectors" in emb:
+                profile.embeddings = EmbeddingSample.from_dict(emb)
+            else:
+                profile.embedding_reason = None if emb.get("reason") is None else str(
+                    emb["reason"])
+            calibration = d.get("accuracy_calibration")
+            if calibration is not None:
+                try:
+                    profile.calibration = Calibration.from_dict(calibration)
+                except LabelsError as err:
+                    raise BaselineError(str(err)) from err
             for name, e in d.get("atypical", {}).items():
                 profile.extremes[name] = Extremes(
                     max(len(e["low"]), 1),

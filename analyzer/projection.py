@@ -126,6 +126,11 @@ class EmbeddingSample:
         self._keep(np.concatenate([self.keys, np.asarray(keys, dtype=np.uint64)]),
                    np.concatenate([self.vectors, project(embeddings)]))
 
+    def add_projected(self, keys: npt.NDArray[np.uint64], vectors: npt.ArrayLike) -> None:
+        """Fold in a batch of already projected rows (``project``'s output, as workers send)."""
+        self._keep(np.concatenate([self.keys, np.asarray(keys, dtype=np.uint64)]),
+                   np.concatenate([self.vectors, np.asarray(vectors, dtype=np.float32)]))
+
     def merge(self, other: EmbeddingSample) -> EmbeddingSample:
         """Fold another shard's sample into this one; returns self.
 

@@ -30,6 +30,7 @@ from scipy import stats as sps
 from analyzer.contract import (
     BAD_FILE_ISSUES,
     CUTOFF_PREFIX,
+    EMBEDDING_FEATURE,
     IMAGE_FEATURES,
     ISSUES,
     RGB_CHANNELS,
@@ -43,6 +44,7 @@ from analyzer.contract import (
     DataQuality,
     DriftReport,
     EffectKind,
+    EmbeddingSection,
     FileIssue,
     Histograms,
     ImageFeature,
@@ -54,6 +56,12 @@ from analyzer.contract import (
     TestResult,
 )
 from analyzer.errors import BaselineError
+from analyzer.model_sections import (
+    accuracy_section,
+    embedding_outcome,
+    embedding_section,
+    embedding_unavailable,
+)
 from analyzer.options import AnalyzerOptions
 from analyzer.profile import OTHER, Categories, Issue, Profile
 from analyzer.severity import Severity
@@ -61,6 +69,7 @@ from analyzer.stats import TwoSample, adjust, category_test, ks_test, severity_f
 
 _ATYPICAL_FEATURES = 5
 PIXEL, CONFIDENCE, CLASSES = SectionName.PIXEL, SectionName.CONFIDENCE, SectionName.CLASSES
+EMBEDDING = SectionName.EMBEDDING
 
 
 @dataclass(frozen=True)
@@ -256,7 +265,7 @@ def summarize(tests: list[TestResult], severity: Severity, quality: DataQuality,
                 f"{options.alpha} ({options.correction}).")
     parts = []
     for section, noun in ((PIXEL, "image features"), (CONFIDENCE, "model outputs"),
-                          (CLASSES, "predicted classes")):
+                          (CLASSES, "predicted classes"), (EMBEDDING, "model embedding")):
         hits = sorted((t for t in tests if t.section == section and t.severity > Severity.NONE),
                       key=lambda t: -t.effect_size)
         if hits:
@@ -286,8 +295,9 @@ def compare(baseline: Profile, current: Profile, options: AnalyzerOptions, now: 
     reason = _model_unavailable(baseline, current)
     shared = ([f for f in current.features if f in baseline.features and f not in IMAGE_FEATURES]
               if reason is None else [])
+    no_embedding = embedding_unavailable(baseline, current, reason)
     family = (len(IMAGE_FEATURES) + len(TESTED_CATEGORIES)
-              + (len(shared) + 1 if reason is None else 0))
+              + (len(shared) + 1 if reason is None else 0) + (no_embedding is None))
     permutations = max(options.permutations, math.ceil(4 * family / options.alpha))
     plans = [_plan_ks(baseline, current, f, PIXEL, options) for f in IMAGE_FEATURES]
     plans += [_plan_chi2(baseline.categories.get(c, Categories()),
@@ -299,12 +309,21 @@ def compare(baseline: Profile, current: Profile, options: AnalyzerOptions, now: 
         plans.append(_plan_chi2(baseline.categories.get(Category.PREDICTED_CLASS, Categories()),
                                 current.categories.get(Category.PREDICTED_CLASS, Categories()),
                                 Category.PREDICTED_CLASS, CLASSES, options, permutations))
+    embedded = None
+    if no_embedding is None:
+        embedded = embedding_outcome(baseline, current, options, permutations)
+        plans.append(_Planned(EMBEDDING_FEATURE, EMBEDDING, embedded.two_sample(), False,
+                              math.nan, math.nan, embedded.baseline_rows,
+                              embedded.current_rows))
     results = _finish(plans, options)
 
     def tests_of(name: SectionName) -> list[TestResult]:
         return [t for t in results if t.section == name]
 
     pixel = _pixel_section(baseline, current, options, tests_of(PIXEL))
+    accuracy = accuracy_section(baseline, current, options, reason)
+    embedding = (EmbeddingSection(available=False, reason=no_embedding) if embedded is None
+                 else embedding_section(embedded, tests_of(EMBEDDING)))
     confidence: ConfidenceSection
     classes: ClassSection
     if reason is None and current.model is not None:
@@ -315,8 +334,9 @@ def compare(baseline: Profile, current: Profile, options: AnalyzerOptions, now: 
             mean_confidence_shift=c_conf - b_conf,
             baseline_mean_confidence=b_conf,
             current_mean_confidence=c_conf,
-            # Average-confidence estimate: a calibrated model's accuracy ≈ its mean max-softmax.
-            estimated_accuracy_change=c_conf - b_conf,
+            # Only a calibrated estimate (labelled baseline) says how accuracy changed; the
+            # confidence shift is reported as what it is, above.
+            estimated_accuracy_change=accuracy.change,
         )
         classes = _class_section(
             baseline.categories.get(Category.PREDICTED_CLASS, Categories()),
@@ -328,7 +348,7 @@ def compare(baseline: Profile, current: Profile, options: AnalyzerOptions, now: 
         classes = ClassSection(available=False, reason=why)
     quality = _data_quality(baseline, current, options)
     severity = Severity.highest([pixel.severity, confidence.severity, classes.severity,
-                                 quality.severity])
+                                 quality.severity, embedding.severity])
     return DriftReport(
         report_id=report_id or Path(current.data_dir).name,
         timestamp=now,
@@ -340,4 +360,5 @@ def compare(baseline: Profile, current: Profile, options: AnalyzerOptions, now: 
         pixel=pixel, confidence=confidence, classes=classes,
         data_quality=quality,
         atypical_images=_atypical(baseline, current, results, options),
+        embedding=embedding, accuracy=accuracy,
     )

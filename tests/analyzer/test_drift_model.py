@@ -85,11 +85,15 @@ def test_faded_images_lower_the_models_confidence(folders: dict[str, Path],
     section = report["confidence_drift"]
     assert section["severity"] != "none"
     assert section["mean_confidence_shift"] < -0.05
-    assert section["estimated_accuracy_change"] == section["mean_confidence_shift"]
+    # Without a labelled baseline there is no accuracy estimate, only the confidence shift.
+    assert section["estimated_accuracy_change"] is None
+    assert report["accuracy_estimate"]["available"] is False
+    assert "--labels" in report["accuracy_estimate"]["reason"]
     features = {t["feature"] for t in section["tests"]}
     assert {"max_confidence", "prediction_entropy", "margin", "softmax.Coat"} <= features
     family = (report["pixel_distribution_drift"]["tests"] + section["tests"]
-              + report["class_distribution_drift"]["tests"])
+              + report["class_distribution_drift"]["tests"] + report["embedding_drift"]["tests"])
+    assert [t["feature"] for t in report["embedding_drift"]["tests"]] == ["embedding"]
     assert all(t["p_adjusted"] >= t["p_value"] for t in family)
     rows = dict(metric_rows(DriftReport.from_dict(report)))
     assert rows["confidence_shift"] == section["mean_confidence_shift"]
