@@ -13,8 +13,9 @@ from analyzer.accuracy import (
     MIN_LABELLED,
     Calibration,
     LabelsError,
-    match_labels,
+    read_label_rows,
     read_labels,
+    resolve_labels,
 )
 
 CLASSES = ["cat", "dog", "bird"]
@@ -63,23 +64,38 @@ class TestReadLabels:
             read_labels(tmp_path / "nope.csv")
 
 
-class TestMatchLabels:
-    """Joining a folder's images with their labels."""
+class TestResolveLabels:
+    """Joining labels.csv rows with a folder's files and the model's classes."""
 
-    def test_paths_names_and_indices(self) -> None:
+    def test_paths_names_and_indices(self, tmp_path: Path) -> None:
         """Rows match by relative path or unique bare name; labels may be class indices."""
-        files = ["day1/a.jpg", "day1/b.jpg", "c.jpg", "d.jpg", "e.jpg"]
-        labels = {"day1/a.jpg": "cat", "b.jpg": "1", "c.jpg": "zebra", "d.jpg": "bird"}
-        match = match_labels(files, [0, 0, 2, 1, 0], labels, CLASSES)
-        assert match.files == ["day1/a.jpg", "day1/b.jpg", "d.jpg"]
-        assert match.correct.tolist() == [True, False, False]
-        assert (match.unknown_class, match.examples_unknown) == (1, ["c.jpg"])
-        assert (match.unlabelled, match.examples_unlabelled) == (1, ["e.jpg"])
+        path = tmp_path / "labels.csv"
+        path.write_text("file,label\nday1/a.jpg,cat\nb.jpg,1\nd.jpg,bird\n")
+        files = ["day1/a.jpg", "day1/b.jpg", "c.jpg", "d.jpg"]
+        assert resolve_labels(read_label_rows(path), files, CLASSES) == {
+            "day1/a.jpg": 0, "day1/b.jpg": 1, "d.jpg": 2}
 
-    def test_no_match_shows_both_sides(self) -> None:
-        """When nothing matches, the message shows a row and an image name side by side."""
-        with pytest.raises(LabelsError, match=r"none of the 1 images.*'x/y.png','cat'.*'a.png'"):
-            match_labels(["a.png"], [0], {"x/y.png": "cat"}, CLASSES)
+    def test_unknown_files_are_named_with_their_line(self, tmp_path: Path) -> None:
+        """Rows naming no image of the folder are listed with their line numbers."""
+        path = tmp_path / "labels.csv"
+        path.write_text("file,label\na.png,cat\nx/y.png,cat\n\nz.png,dog\n")
+        with pytest.raises(LabelsError, match=r"2 row\(s\) name no image of the folder "
+                                              r"\(line 3: 'x/y.png'; line 5: 'z.png'\)"):
+            resolve_labels(read_label_rows(path), ["a.png"], CLASSES)
+
+    def test_unknown_labels_are_named_with_their_line(self, tmp_path: Path) -> None:
+        """A label that is neither a class name nor an index in range names its line."""
+        path = tmp_path / "labels.csv"
+        path.write_text("a.png,zebra\nb.png,3\nc.png,2\n")
+        with pytest.raises(LabelsError, match=r"line 1: 'zebra'; line 2: '3'.*indices below 3"):
+            resolve_labels(read_label_rows(path), ["a.png", "b.png", "c.png"], CLASSES)
+
+    def test_a_bare_name_two_files_share_is_not_guessed(self, tmp_path: Path) -> None:
+        """A bare name that two subfolders share matches neither: the row is an error."""
+        path = tmp_path / "labels.csv"
+        path.write_text("a.png,cat\n")
+        with pytest.raises(LabelsError, match="line 1: 'a.png'"):
+            resolve_labels(read_label_rows(path), ["x/a.png", "y/a.png"], CLASSES)
 
 
 class TestCalibration:
