@@ -13,6 +13,13 @@ detectors whether each current folder drifted:
 - **properties**, a deepchecks-style rule: KS statistic > 0.2 on any of deepchecks' default image
   properties (aspect ratio, area, brightness, RMS contrast, mean R/G/B relative intensity).
 
+driftd's verdict is also split into its arms (``ARMS``): ``driftd:features`` (the image
+features), ``driftd:softmax`` (model outputs and predicted class) and ``driftd:embedding`` (the
+MMD test on the penultimate-layer embedding), each judged *alone*, as if driftd ran only that
+arm: Holm over that arm's p-values of the same report, at the report's alpha, with the same
+effect-size cut-offs. The combined verdict has one family for all arms, so it can be weaker
+than an arm alone; the "combined against each arm" table shows whether it is.
+
 The no-shift nights are fresh samples of the baseline's own law; each shift corrupts a fresh
 sample (or, for the class-prior shift, reweights the classes or groups it is drawn from).
 
@@ -230,7 +237,8 @@ def read_folder(folder: Path) -> list[Images]:
 @dataclass(frozen=True)
 class Verdict:
     """A detector's answer for one night: drift or not, what fired, and (driftd) every test as
-    ``[feature, p_value, effect_size, effect_size_kind]`` for offline what-if corrections."""
+    ``[feature, p_value, effect_size, effect_size_kind, section, threshold]`` for offline
+    what-if corrections and the per-arm verdicts."""
 
     drift: bool
     fired: list[str]
@@ -370,14 +378,35 @@ class DriftdDetector:
         # A significant test whose effect is below the severity cut-off is marked with "~".
         fired = [t["feature"] + ("" if t["severity"] != "none" else "~")
                  for t in _tests(report) if t.get("significant")]
-        tests = [[t["feature"], t["p_value"], t["effect_size"], t["effect_size_kind"]]
+        tests = [[t["feature"], t["p_value"], t["effect_size"], t["effect_size_kind"],
+                  t["section"], t["threshold"]]
                  for t in _tests(report) if t["test"] != "skipped"]
         return Verdict(bool(report["overall_drift_detected"]), fired, tests)
 
 
 def _tests(report: dict[str, Any]) -> list[dict[str, Any]]:
-    sections = ("pixel_distribution_drift", "confidence_drift", "class_distribution_drift")
+    sections = ("pixel_distribution_drift", "confidence_drift", "class_distribution_drift",
+                "embedding_drift")
     return [t for s in sections for t in (report.get(s) or {}).get("tests", [])]
+
+
+ARMS: dict[str, tuple[str, ...]] = {
+    "driftd:features": ("pixel_distribution_drift",),
+    "driftd:softmax": ("confidence_drift", "class_distribution_drift"),
+    "driftd:embedding": ("embedding_drift",),
+}
+"""driftd's arms: the report sections whose tests each arm holds."""
+
+
+def arm_verdict(tests: Sequence[Sequence[Any]], sections: Sequence[str],
+                alpha: float = ALPHA) -> bool:
+    """Whether an arm alone would flag the night: Holm over the arm's own tests (entries as in
+    ``Verdict.tests``), significant at ``alpha`` with an effect at or above its cut-off."""
+    mine = [t for t in tests if len(t) >= 6 and t[4] in sections]
+    if not mine:
+        return False
+    adjusted = holm([t[1] for t in mine])
+    return any(q <= alpha and t[2] >= t[5] for q, t in zip(adjusted, mine, strict=True))
 
 
 # ---------------------------------------------------------------------------- runner
@@ -435,6 +464,8 @@ def run(config: Config, detectors: Sequence[Detector], source: ImageSource,
     fmt = "png" if source.name == "fashion" else "jpeg"
     records: list[Record] = []
     fit_seconds: dict[str, float] = {d.name: 0.0 for d in detectors}
+    if any(d.name == "driftd" for d in detectors):
+        fit_seconds.update(dict.fromkeys(ARMS, 0.0))  # the arms come with driftd's fit
     cells = [(NO_SHIFT, rep) for rep in range(config.null_per_trial)] + [(s, 0) for s in shifts]
 
     def fit(n: int, rng: np.random.Generator) -> dict[str, Any]:
@@ -460,6 +491,12 @@ def run(config: Config, detectors: Sequence[Detector], source: ImageSource,
                 records.append(Record(size, trial, shift.name, shift.family, rep, det.name,
                                       verdict.drift, seconds, verdict.fired, verdict.tests))
                 verdicts.append(f"{det.name}={'D' if verdict.drift else '.'}")
+                if det.name == "driftd":
+                    for arm, sections in ARMS.items():
+                        alone = arm_verdict(verdict.tests, sections)
+                        records.append(Record(size, trial, shift.name, shift.family, rep, arm,
+                                              alone, 0.0, []))
+                        verdicts.append(f"{arm.split(':')[1]}={'D' if alone else '.'}")
             log(f"n={size} trial={trial} {shift.name}#{rep}: {' '.join(verdicts)}")
 
     if config.baseline_size:
@@ -529,7 +566,8 @@ def markdown(summary: dict[str, Any], config: Config, fit_seconds: dict[str, flo
              total_seconds: float, description: str = "") -> str:
     """The result tables as Markdown (what the README shows)."""
     dets = config.detectors
-    refs = [d for d in dets if d != "driftd"]
+    refs = [d for d in dets if d != "driftd" and d not in ARMS]
+    arms = [d for d in dets if d in ARMS]
     sizes = [str(s) for s in config.sizes]
     shifted = [s for s in sizes if summary[s][dets[0]]["detection_rate"]]
     baseline = (f"a baseline of {config.baseline_size} images per trial"
@@ -592,11 +630,26 @@ def markdown(summary: dict[str, Any], config: Config, fit_seconds: dict[str, flo
             extra = f" ({_pct(best_all)})" if best_all is not None and best_all != best else ""
             cells.append(f"{_pct(ours)} / {_pct(best)}{extra}{mark}")
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    if arms and "driftd" in dets:
+        lines += ["", "### Per shift family: combined driftd against each arm alone", "",
+                  "Each arm judged alone (its own Holm family, same cut-offs); ✓ where the "
+                  "combined verdict is at or above the best arm.", "",
+                  "| family | " + " | ".join(f"n={s}: combined / " + " / ".join(
+                      a.split(":")[1] for a in arms) for s in shifted) + " |",
+                  "|---|" + "---:|" * len(shifted)]
+        for family in summary[shifted[0]]["driftd"]["family_rate"]:
+            cells = []
+            for s in shifted:
+                ours = summary[s]["driftd"]["family_rate"][family]
+                alone = [summary[s][a]["family_rate"][family] for a in arms]
+                mark = " ✓" if ours >= max(alone) else " ✗"
+                cells.append(f"{_pct(ours)} / " + " / ".join(_pct(x) for x in alone) + mark)
+            lines.append(f"| {family} | " + " | ".join(cells) + " |")
     lines += ["", "### Wall time", "",
               "| detector | " + " | ".join(f"s/night n={s}" for s in sizes)
               + " | baseline fits, total s |",
               "|---|" + "---:|" * (len(sizes) + 1)]
-    for det in dets:
+    for det in (d for d in dets if d not in ARMS):
         cells = [f"{summary[s][det]['seconds_per_night']:.2f}" for s in sizes]
         lines.append(f"| {det} | " + " | ".join(cells) + f" | {fit_seconds[det]:.1f} |")
     lines.append("")
@@ -645,14 +698,15 @@ class Replay:
     alpha: float = ALPHA
     wasserstein_low: float = 0.1
     tvd_low: float = 0.05
+    auc_low: float = 0.02
 
     def drift(self, tests: Sequence[Sequence[Any]]) -> bool:
         """Whether any test is significant after correction with an effect above its cut-off."""
         if not tests:
             return False
         adjusted = self.correction([t[1] for t in tests])
-        return any(q <= self.alpha and t[2] >= (self.wasserstein_low
-                                               if t[3] == "wasserstein_norm" else self.tvd_low)
+        cutoff = {"wasserstein_norm": self.wasserstein_low, "auc_above_chance": self.auc_low}
+        return any(q <= self.alpha and t[2] >= cutoff.get(t[3], self.tvd_low)
                    for q, t in zip(adjusted, tests, strict=True))
 
 
@@ -824,7 +878,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         shifts=[s.name for s in select_shifts(args.shifts)], seed=args.seed,
         model=str(model.relative_to(REPO_ROOT)) if model and model.is_relative_to(REPO_ROOT)
         else (str(model) if model else None),
-        options=parse_options(args.option), detectors=[d.name for d in detectors],
+        options=parse_options(args.option),
+        detectors=[d.name for d in detectors]
+        + (list(ARMS) if any(d.name == "driftd" for d in detectors) else []),
         command="python bench/detection.py " + " ".join(sys.argv[1:] if argv is None else argv),
         source=args.source, baseline_size=args.baseline_size,
         shift_sizes=[int(s) for s in args.shift_sizes.split(",")] if args.shift_sizes else None,
