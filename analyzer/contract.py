@@ -683,7 +683,9 @@ class TrendPoint:
 
     ``date`` is the folder date (``YYYY-MM-DD``); ``overall_severity`` is None when the
     point's severity is missing or not a severity; the shifts are None when unknown (a
-    night without a model has no confidence shift).
+    night without a model has no confidence shift). ``accuracy_*`` are the night's accuracy
+    estimate and its interval (None without a labelled baseline); ``embedding_effect`` the
+    embedding test's effect size (None without it).
     """
 
     report_id: str | None
@@ -692,11 +694,18 @@ class TrendPoint:
     pixel_mean_shift: float | None
     confidence_shift: float | None
     drift_detected: bool
+    accuracy_estimate: float | None = None
+    accuracy_low: float | None = None
+    accuracy_high: float | None = None
+    embedding_effect: float | None = None
 
     @classmethod
     def of_report(cls, report: DriftReport) -> TrendPoint:
         """Tonight's point, from the report itself."""
         confidence = report.confidence
+        accuracy = report.accuracy if report.accuracy and report.accuracy.available else None
+        embedding = [t for t in report.embedding.tests if t.baseline_n] if report.embedding \
+            else []
         return cls(
             report_id=report.report_id,
             date=folder_date(report.report_id),
@@ -706,6 +715,10 @@ class TrendPoint:
             confidence_shift=(_finite(confidence.mean_confidence_shift)
                               if confidence.available else None),
             drift_detected=report.overall_drift_detected,
+            accuracy_estimate=accuracy.estimate if accuracy else None,
+            accuracy_low=accuracy.low if accuracy else None,
+            accuracy_high=accuracy.high if accuracy else None,
+            embedding_effect=_finite(embedding[0].effect_size) if embedding else None,
         )
 
     @classmethod
@@ -713,7 +726,9 @@ class TrendPoint:
         """A point of the documented history format (any key may be missing)::
 
             {"report_id": "20261125", "date": "2026-11-25", "overall_severity": "low",
-             "pixel_mean_shift": 0.01, "confidence_shift": -0.02, "drift_detected": false}
+             "pixel_mean_shift": 0.01, "confidence_shift": -0.02, "drift_detected": false,
+             "accuracy_estimate": 0.91, "accuracy_estimate.low": 0.87,
+             "accuracy_estimate.high": 0.94, "embedding.effect_size": 0.01}
         """
         report_id = data.get("report_id")
         day = data.get("date")
@@ -728,6 +743,10 @@ class TrendPoint:
             pixel_mean_shift=_optional_number(data.get(Metric.PIXEL_MEAN_SHIFT)),
             confidence_shift=_optional_number(data.get(Metric.CONFIDENCE_SHIFT)),
             drift_detected=bool(data.get(Metric.DRIFT_DETECTED, False)),
+            accuracy_estimate=_optional_number(data.get(Metric.ACCURACY_ESTIMATE)),
+            accuracy_low=_optional_number(data.get(Metric.ACCURACY_LOW)),
+            accuracy_high=_optional_number(data.get(Metric.ACCURACY_HIGH)),
+            embedding_effect=_optional_number(data.get(Metric.EMBEDDING_EFFECT)),
         )
 
 

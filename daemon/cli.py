@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "the profile that every night is compared with.")
     baseline.add_argument("dir", type=Path, metavar="DIR",
                           help="folder of images the model is known to do well on")
+    baseline.add_argument("--labels", type=Path, metavar="CSV",
+                          help="true class of DIR's images, one 'file,label' row each (file: "
+                          "path inside DIR; label: class name or 0-based index): calibrates "
+                          "the nightly accuracy estimate (needs [model].path)")
 
     check = command(sub, "check", "compare any folder with a baseline now; exit 1 on drift",
                     "Writes the JSON and HTML report and prints a summary. Works without a "
@@ -249,24 +253,33 @@ def _print_problem(command: str, summary: RunSummary, settings: Settings) -> Non
 
 
 def _analyzer(settings: Settings, folder: Path, *, now: datetime | None = None,
-              report_id: str | None = None) -> DatasetAnalyzer:
+              report_id: str | None = None, labels: Path | None = None) -> DatasetAnalyzer:
     from analyzer.dataset import DatasetAnalyzer
     from daemon.config import analyzer_kwargs
 
     model = settings.model.path
     return DatasetAnalyzer(
         folder, model_path=str(model) if model else None, now=now, report_id=report_id,
-        **analyzer_kwargs(settings),
+        labels=labels, **analyzer_kwargs(settings),
     )
 
 
 def _baseline(settings: Settings, args: argparse.Namespace) -> int:
+    from analyzer.accuracy import LabelsError
     from sinks.files import atomic_write_bytes
 
-    profile = _analyzer(settings, args.dir).profile()
+    try:
+        profile = _analyzer(settings, args.dir, labels=args.labels).profile()
+    except LabelsError as err:
+        # Bad input the user fixes (a row, a path): like a bad config value, exit 2.
+        print(f"driftd baseline: --labels: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     data = json.dumps(profile.to_dict()).encode("utf-8")
     path = atomic_write_bytes(settings.data.baseline, data)
-    print(f"baseline of {profile.image_count} images written to {path}")
+    calibration = profile.calibration
+    labelled = ("" if calibration is None else
+                f"; {calibration.images} labelled, accuracy {calibration.baseline_accuracy:.3f}")
+    print(f"baseline of {profile.image_count} images written to {path}{labelled}")
     return EXIT_OK
 
 

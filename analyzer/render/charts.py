@@ -293,3 +293,39 @@ def trend(points: Sequence[TrendPoint]) -> Chart | None:
         ax.legend(loc="upper left", ncols=1 if narrow else 2)
 
     return _render(draw, lambda narrow: 2.8 if narrow else 2.4)
+
+
+def accuracy_trend(points: Sequence[TrendPoint], level: float) -> Chart | None:
+    """Estimated accuracy per night with its ``level`` interval as a band.
+
+    Args:
+        points: trend points, oldest first; nights without an estimate are gaps.
+        level: the interval's coverage, for the legend (0.9 = 90%).
+
+    Returns:
+        A :class:`Chart`, or ``None`` when fewer than two nights have an estimate.
+    """
+    if sum(p.accuracy_estimate is not None for p in points) < 2:
+        return None
+    xs = list(range(len(points)))
+
+    def series(values: Sequence[float | None]) -> list[float]:
+        return [float("nan") if value is None else float(value) for value in values]
+
+    estimate = series([p.accuracy_estimate for p in points])
+    low = series([p.accuracy_low for p in points])
+    high = series([p.accuracy_high for p in points])
+    dates = [p.date or "" for p in points]
+    labels = [d[5:] if len(d) == 10 else d for d in dates]
+
+    def draw(fig: Figure, narrow: bool) -> None:
+        ax = fig.subplots()
+        ax.fill_between(xs, low, high, color=CURRENT_COLOR, alpha=0.18, linewidth=0,
+                        label=f"{level:.0%} interval")
+        ax.plot(xs, estimate, color=CURRENT_COLOR, linewidth=2, marker="o",
+                label="estimated accuracy")
+        step = max(1, math.ceil(len(points) / (4 if narrow else 10)))
+        ax.set_xticks(xs[::step], labels[::step])
+        ax.legend(loc="lower left", ncols=1 if narrow else 2)
+
+    return _render(draw, lambda narrow: 2.8 if narrow else 2.4)

@@ -13,8 +13,10 @@ autoescaping keeps text from the data (file names, labels) text.
 Readable on both: each chart comes in a laptop and a phone drawing (``analyzer.render.charts``),
 tables turn into one card per row on a phone instead of scrolling sideways, features carry
 plain names (``analyzer.render.glossary``) and a glossary at the end says what every column means.
-The report's ``estimated_accuracy_change`` is not shown: it is the confidence shift under
-another name, not an estimate of accuracy.
+The accuracy estimate (a labelled baseline's calibration applied to tonight's confidence) is
+shown with its interval, and night over night when the history carries it; without labels the
+section says there is no estimate, and the confidence shift is never shown as one. The
+embedding test is a section like the others, with the rows it used.
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ from analyzer.contract import (
     BAD_FILE_ISSUES,
     SCHEMA_VERSION,
     SOFTMAX_PREFIX,
+    AccuracySection,
     AtypicalImage,
     ClassSection,
     ConfidenceSection,
     DataQuality,
     DriftReport,
+    EmbeddingSection,
     PixelSection,
     QualityIssue,
     Section,
@@ -68,8 +72,11 @@ _TITLES: dict[SectionName, str] = {
     SectionName.PIXEL: "Image properties",
     SectionName.CONFIDENCE: "Model confidence",
     SectionName.CLASSES: "Predicted classes",
+    SectionName.EMBEDDING: "What the model sees (embedding)",
     SectionName.DATA_QUALITY: "Data quality",
 }
+ACCURACY_KEY = "accuracy"
+"""The page anchor of the accuracy-estimate panel."""
 _ISSUE_NAMES: dict[str, str] = {
     QualityIssue.UNREADABLE: "Unreadable files",
     QualityIssue.TRUNCATED: "Truncated files",
@@ -153,6 +160,8 @@ class _Section:
     charts: list[_Chart] = field(default_factory=list)
     classes: list[_ClassRow] = field(default_factory=list)
     issues: list[_Issue] = field(default_factory=list)
+    badge: str = ""
+    """Shown instead of the severity (a panel that grades nothing)."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +181,7 @@ class _TrendCell:
     pixel_mean_shift: float | None
     confidence_shift: float | None
     is_current: bool
+    accuracy: str = ""
 
 
 def render_html(report: DriftReport, history: Sequence[TrendPoint] = ()) -> str:
@@ -191,12 +201,17 @@ def render_html(report: DriftReport, history: Sequence[TrendPoint] = ()) -> str:
         The HTML document as a string (UTF-8 when written).
     """
     settings = report.settings
+    trend_points = _trend_points(report, history)
     sections = [
         _test_section(SectionName.PIXEL, report.pixel, settings),
         _test_section(SectionName.CONFIDENCE, report.confidence, settings),
         _test_section(SectionName.CLASSES, report.classes, settings),
-        _quality_section(report.data_quality),
     ]
+    if report.embedding is not None:
+        sections.append(_test_section(SectionName.EMBEDDING, report.embedding, settings))
+    if report.accuracy is not None:
+        sections.append(_accuracy_section(report.accuracy, trend_points))
+    sections.append(_quality_section(report.data_quality))
     present = [s for s in sections if s.available or s.reason]
     severity = report.overall_severity
     drifted = report.overall_drift_detected
@@ -205,7 +220,6 @@ def render_html(report: DriftReport, history: Sequence[TrendPoint] = ()) -> str:
         key=lambda t: (Severity.parse(t.severity).rank, t.effect_size or 0.0),
         reverse=True,
     )[:3]
-    trend_points = _trend_points(report, history)
     return _TEMPLATES.get_template("report.html.j2").render(
         report_id=report.report_id,
         folder_date=folder_date(report.report_id),
@@ -348,6 +362,16 @@ def _test_section(name: SectionName, data: Section, settings: dict[str, SettingV
         ]
     elif isinstance(data, ClassSection):
         _class_details(section, data)
+    elif isinstance(data, EmbeddingSection):
+        section.headline = [
+            ("Probe AUC", f"{_fmt(data.auc)} (0.5 = cannot tell tonight from the baseline)"),
+            ("Embedding", f"{data.tensor} ({data.dim} values, projected to "
+                          f"{data.components})"),
+            ("Rows tested", f"{data.baseline_used} of {data.baseline_rows} baseline, "
+                            f"{data.current_used} of {data.current_rows} tonight"),
+        ]
+        if data.note:
+            section.headline.append(("How", data.note))
     significant = [t for t in data.tests if t.significant]
     kinds = {t.effect_size_kind for t in significant}
     shared = severity_cutoffs(settings, kinds.pop()) if len(kinds) == 1 else None
@@ -357,6 +381,37 @@ def _test_section(name: SectionName, data: Section, settings: dict[str, SettingV
                                      "effect size per drifted feature, with the severity "
                                      "cut-offs"))
     return section
+
+
+def _accuracy_section(data: AccuracySection, points: Sequence[TrendPoint]) -> _Section:
+    """The accuracy estimate with its interval, or why there is none; with history, the
+    estimate night over night."""
+    section = _Section(key=ACCURACY_KEY, title="Estimated accuracy (no labels needed)",
+                       severity=Severity.NONE.value, available=data.available,
+                       reason=data.reason or "",
+                       badge="estimate" if data.available else "no estimate")
+    if not data.available:
+        return section
+    section.headline = [
+        ("Tonight", f"{_fmt_pct(data.estimate)} ({_fmt_level(data.level)} interval "
+                    f"{_fmt_pct(data.low)} – {_fmt_pct(data.high)})"),
+        ("Labelled baseline", f"{_fmt_pct(data.baseline_accuracy)} on "
+                              f"{_fmt(data.labelled_images)} images"),
+        ("Change", "—" if _num(data.change) is None
+         else f"{100 * (_num(data.change) or 0.0):+.1f} pts"),
+        ("Method", f"{data.method}: the baseline's share of right answers at each confidence, "
+                   f"averaged over tonight's {_fmt(data.images)} images"),
+    ]
+    chart = charts.accuracy_trend(points, data.level)
+    if chart:
+        section.charts.append(_Chart("Estimated accuracy per night, with its interval", chart,
+                                     "estimated accuracy and interval per night"))
+    return section
+
+
+def _fmt_level(level: float | None) -> str:
+    number = _num(level)
+    return "—" if number is None else f"{100 * number:.0f}%"
 
 
 def _pixel_details(section: _Section, data: PixelSection) -> None:
@@ -484,6 +539,9 @@ def _trend_cell(point: TrendPoint, report: DriftReport) -> _TrendCell:
         pixel_mean_shift=_num(point.pixel_mean_shift),
         confidence_shift=_num(point.confidence_shift),
         is_current=point.report_id == report.report_id,
+        accuracy=("" if _num(point.accuracy_estimate) is None else
+                  f"; estimated accuracy {_fmt_pct(point.accuracy_estimate)} "
+                  f"({_fmt_pct(point.accuracy_low)} – {_fmt_pct(point.accuracy_high)})"),
     )
 
 
