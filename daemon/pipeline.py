@@ -45,7 +45,8 @@ log = structlog.get_logger("driftd.pipeline")
 
 HISTORY_METRICS: tuple[str, ...] = (
     Metric.PIXEL_MEAN_SHIFT, Metric.CONFIDENCE_SHIFT, Metric.DRIFT_DETECTED,
-    Metric.OVERALL_SEVERITY_RANK,
+    Metric.OVERALL_SEVERITY_RANK, Metric.ACCURACY_ESTIMATE, Metric.ACCURACY_LOW,
+    Metric.ACCURACY_HIGH, Metric.EMBEDDING_EFFECT,
 )
 """The metric rows the HTML report's trend is drawn from."""
 
@@ -285,6 +286,10 @@ class Pipeline:
                 pixel_mean_shift=v.get(Metric.PIXEL_MEAN_SHIFT),
                 confidence_shift=v.get(Metric.CONFIDENCE_SHIFT),
                 drift_detected=bool(v.get(Metric.DRIFT_DETECTED, 0)),
+                accuracy_estimate=v.get(Metric.ACCURACY_ESTIMATE),
+                accuracy_low=v.get(Metric.ACCURACY_LOW),
+                accuracy_high=v.get(Metric.ACCURACY_HIGH),
+                embedding_effect=v.get(Metric.EMBEDDING_EFFECT),
             )
             for day, v in sorted(by_date.items())
             if day < partition.date
