@@ -12,7 +12,9 @@ its effect size (``options.wasserstein_*`` for continuous features, ``options.tv
 categorical ones), so a large night does not alarm on a trivial difference. Categorical tests
 (``analyzer.stats.category_test``) take their p-value from permutations, so they hold their
 level for any number of categories and any night size (a 1,000-class model's predicted class
-on a night of 30 images included). A section's
+on a night of 30 images included). The MMD test on the model's embeddings
+(``analyzer.model_sections``) is one more member of the family, graded by its probe-AUC
+effect size (``options.auc_*``). A section's
 severity is the highest of its tests; ``overall_severity`` is the highest of the sections
 (data quality included) and ``overall_drift_detected`` is ``overall_severity != "none"``.
 """

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analyzer.contract import SOFTMAX_PREFIX, Category, ImageFeature, ModelFeature
+from analyzer.contract import (
+    EMBEDDING_FEATURE,
+    SOFTMAX_PREFIX,
+    Category,
+    ImageFeature,
+    ModelFeature,
+)
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,10 @@ FEATURES: dict[str, Term] = {
     Category.PREDICTED_CLASS: Term(
         "Predicted classes",
         "How often the model predicts each class."),
+    EMBEDDING_FEATURE: Term(
+        "Model embedding",
+        "What the model sees: its penultimate-layer features for each image. The effect is "
+        "how well a linear probe tells tonight's images from the baseline's (AUC above 0.5)."),
 }
 
 STATISTICS: dict[str, Term] = {
@@ -115,7 +125,9 @@ STATISTICS: dict[str, Term] = {
                    "baseline's: for measurements, the Wasserstein distance in baseline "
                    "standard deviations (0.5 = half a typical spread); for categories, the share "
                    "of images whose category changed (total-variation distance, net of what "
-                   "chance alone gives: 0.1 = one image in ten). Severity comes from it."),
+                   "chance alone gives: 0.1 = one image in ten); for the model embedding, a "
+                   "linear probe's held-out AUC above chance (0.1 = right 60% of the time). "
+                   "Severity comes from it."),
     "band": Term("Band", "The severity range the effect size falls in, from the cut-offs "
                  "in the report settings; a change that is not significant counts as none."),
     "p": Term("p", "The chance of a difference at least this large between two samples "
@@ -124,8 +136,10 @@ STATISTICS: dict[str, Term] = {
                        "(Holm by default); a test is significant when this is at most α."),
     "test": Term("Test", "KS: Kolmogorov–Smirnov, for measurements; chi²: for categories "
                  "(its p from random relabellings of the images, valid for any number of "
-                 "classes)."),
-    "statistic": Term("Statistic", "The test's own statistic (KS distance, or chi²)."),
+                 "classes); MMD: maximum mean discrepancy between the two sets of embeddings "
+                 "(its p from random relabellings too)."),
+    "statistic": Term("Statistic", "The test's own statistic (KS distance, chi², or the "
+                      "squared MMD)."),
 }
 
 
