@@ -32,6 +32,9 @@ class EmbeddingOutcome:
     components: int
     baseline_rows: int
     current_rows: int
+    baseline_images: int
+    current_images: int
+    capacity: int
 
     def two_sample(self) -> TwoSample | None:
         """The test as the family's correction and grading take it."""
@@ -70,7 +73,8 @@ def embedding_outcome(base: Profile, cur: Profile, options: AnalyzerOptions,
     if min(b.count, c.count) >= options.min_samples:
         result = embedding_test(b.vectors, c.vectors, permutations=permutations,
                                 max_rows=options.embedding_sample)
-    return EmbeddingOutcome(result, c.tensor, c.dim, int(c.vectors.shape[1]), b.count, c.count)
+    return EmbeddingOutcome(result, c.tensor, c.dim, int(c.vectors.shape[1]), b.count, c.count,
+                            base.image_count, cur.image_count, min(b.capacity, c.capacity))
 
 
 def embedding_section(outcome: EmbeddingOutcome, tests: list[TestResult]) -> EmbeddingSection:
@@ -80,12 +84,13 @@ def embedding_section(outcome: EmbeddingOutcome, tests: list[TestResult]) -> Emb
         note = (f"not tested: {outcome.baseline_rows} baseline and {outcome.current_rows} "
                 "current embeddings; too few to tell")
     else:
-        note = (f"MMD permutation test ({r.permutations} permutations) on "
-                f"{r.baseline_used} of {outcome.baseline_rows} baseline and {r.current_used} "
-                f"of {outcome.current_rows} current embeddings (content-hash sample"
-                f"{', then a seeded subset' if r.subsampled else ''}), "
-                f"{outcome.dim} values projected to {outcome.components}; effect: a linear "
-                f"probe's held-out AUC {r.parts.get('auc', 0.5):.3f} less chance")
+        note = (f"MMD permutation test ({r.permutations} permutations) on the embeddings of "
+                f"{r.baseline_used} of {outcome.baseline_images} baseline and "
+                f"{r.current_used} of {outcome.current_images} current images (cost bound: a "
+                f"content-hash sample of at most {outcome.capacity} per side"
+                f"{', then a seeded subset' if r.subsampled else ''}); {outcome.dim} values "
+                f"projected to {outcome.components}; effect: a linear probe's held-out AUC "
+                f"{r.parts.get('auc', 0.5):.3f} less chance")
     return EmbeddingSection(
         severity=Severity.highest(t.severity for t in tests), tests=tests,
         tensor=outcome.tensor, dim=outcome.dim, components=outcome.components,

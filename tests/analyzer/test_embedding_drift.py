@@ -123,7 +123,8 @@ class TestReport:
         assert test.severity > Severity.NONE and test.effect_size >= test.threshold
         assert section.auc > 0.6
         assert (section.baseline_used, section.current_used) == (200, 200)
-        assert "200 of 200 baseline" in section.note and "permutations" in section.note
+        assert "200 of 200 baseline and 200 of 200 current images" in section.note
+        assert "at most 1024 per side" in section.note and "permutations" in section.note
         assert test in report.tests and report.severity_of(SectionName.EMBEDDING) > Severity.NONE
         # the one family: every test's adjusted p-value accounts for the embedding test too
         assert len(report.tests) == len({(t.section, t.feature) for t in report.tests})
@@ -177,3 +178,13 @@ class TestReport:
         assert report.embedding is not None and not report.embedding.available
         assert "regenerate" in (report.embedding.reason or "")
         assert report.confidence.available
+
+    def test_cost_is_bounded_by_embedding_sample(self, folders: dict[str, Path],
+                                                 baseline: dict[str, Any]) -> None:
+        """With embedding_sample=64 the test runs on 64 rows per side, and says so."""
+        section = _report(folders["blurred"], baseline, embedding_sample=64).embedding
+        assert section is not None and section.available
+        assert (section.baseline_used, section.current_used) == (64, 64)
+        assert (section.baseline_rows, section.current_rows) == (200, 64)
+        assert "64 of 200 baseline and 64 of 200 current images" in section.note
+        assert "then a seeded subset" in section.note
