@@ -20,7 +20,7 @@ CONTRACT = "analyzer/contract.py"
 OTHER_JSON: dict[str, set[str]] = {
     # the profile's own JSON (Profile.to_dict/from_dict): a baseline, not a report
     "analyzer/profile.py": {"count", "examples", "data_quality", "reservoir_size",
-                            "data_dir", "total_files"},
+                            "data_dir", "total_files", "reason"},
     # TFLite tensor details
     "analyzer/model.py": {"index"},
     "analyzer/embeddings.py": {"index"},

@@ -94,7 +94,7 @@ class TestResolveLabels:
         """A bare name that two subfolders share matches neither: the row is an error."""
         path = tmp_path / "labels.csv"
         path.write_text("a.png,cat\n")
-        with pytest.raises(LabelsError, match="line 1: 'a.png'"):
+        with pytest.raises(LabelsError, match=r"line 1: 'a\.png'"):
             resolve_labels(read_label_rows(path), ["x/a.png", "y/a.png"], CLASSES)
 
 
