@@ -337,7 +337,7 @@ def _features(rgb: Image.Image, factor: int) -> tuple[npt.NDArray[np.float64],
     # Channel shares of the light: unlike the channel means they do not move with exposure,
     # and unlike a per-pixel c / (r + g + b) averaged over the image (deepchecks' "relative
     # intensity") they do not move with the share of black pixels, so a colour cast stands
-    # out against image-to-image exposure and framing (bench/results/detection.md).
+    # out against image-to-image exposure and framing (bench/results/detection-fashion.md).
     light = float(channel_means.sum())
     if light > 0.0:
         out[_AT[ImageFeature.RED_SHARE]:_AT[ImageFeature.BLUE_SHARE] + 1] = channel_means / light
