@@ -287,8 +287,10 @@ class _DaskRun:
                     start += len(chunk)
                 if not in_flight:
                     break
-                finished, _ = wait(list(in_flight), timeout=POLL_S, return_when="FIRST_COMPLETED")
-                if not finished:
+                try:
+                    finished, _ = wait(list(in_flight), timeout=POLL_S,
+                                       return_when="FIRST_COMPLETED")
+                except TimeoutError:  # distributed.wait raises rather than returning empty
                     self.waiting()
                     continue
                 for future in finished:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ctypes
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -120,61 +120,77 @@ def process_files(chunk: list[tuple[str, int]], config: WorkerConfig,
     ``Batch``; with a classifier, append the model features to each good record.
 
     Never raises for a bad file or a failed request: that file's record carries the issue.
+    Each image goes to the model's input as soon as it is decoded, and the model runs as
+    soon as a batch of its inputs is ready, so a worker holds at most one batch of inputs
+    (not a chunk of decoded images).
     """
-    keep = classifier is not None
-    options = {"max_side": config.max_side, "max_image_pixels": config.max_image_pixels,
-               "max_file_bytes": config.max_file_bytes, "keep_image": keep}
-    if config.remote is None:
-        prefix = config.root.rstrip("/") + "/"
-        records = [read_image(prefix + name, max_side=config.max_side,
-                              max_image_pixels=config.max_image_pixels,
-                              max_file_bytes=config.max_file_bytes, keep_image=keep)
-                   for name, _ in chunk]
-    else:
-        records = _read_remote(chunk, config.remote, options)
+    records: list[ImageRecord] = []
     histogram = np.zeros((3, 256), dtype=np.int64)
-    for rec in records:
+    waiting: list[ImageRecord] = []
+    inputs: list[npt.NDArray[Any]] = []
+    for rec in _records(chunk, config, keep_image=classifier is not None):
+        records.append(rec)
         if rec.histogram is not None:
             histogram += rec.histogram.reshape(3, 256)
             rec.histogram = None
-    batch = Batch(records, histogram)
-    good = [r for r in records if r.issue is None]
-    if classifier is None or not good:
-        return batch
-    inputs = np.stack([classifier.preprocess(r.image) for r in good if r.image is not None])
-    probs = classifier.predict(inputs)
-    extra = model_features(probs, config.bbsd)
-    for i, rec in enumerate(good):
+        if classifier is None or rec.issue is not None or rec.image is None:
+            continue
+        inputs.append(classifier.preprocess(rec.image))
+        rec.image = None
+        waiting.append(rec)
+        if len(inputs) >= classifier.batch_capacity:
+            _predict(classifier, config.bbsd, inputs, waiting)
+            inputs, waiting = [], []
+    if classifier is not None and inputs:
+        _predict(classifier, config.bbsd, inputs, waiting)
+    return Batch(records, histogram)
+
+
+def _predict(classifier: Classifier, bbsd: bool, inputs: list[npt.NDArray[Any]],
+             records: list[ImageRecord]) -> None:
+    """Append the model's features and predicted class to each of ``records``."""
+    probs = classifier.predict(np.stack(inputs))
+    extra = model_features(probs, bbsd)
+    for i, rec in enumerate(records):
         assert rec.values is not None
         rec.values = np.concatenate([rec.values, extra[i]])
         rec.categories = (*rec.categories, classifier.labels[int(np.argmax(probs[i]))])
-        rec.image = None
-    return batch
+
+
+def _records(chunk: list[tuple[str, int]], config: WorkerConfig,
+             keep_image: bool) -> Iterator[ImageRecord]:
+    """The record of each file of ``chunk``, in order, decoded one at a time."""
+    options: dict[str, Any] = {"max_side": config.max_side,
+                               "max_image_pixels": config.max_image_pixels,
+                               "max_file_bytes": config.max_file_bytes,
+                               "keep_image": keep_image}
+    if config.remote is None:
+        prefix = config.root.rstrip("/") + "/"
+        for name, _ in chunk:
+            yield read_image(prefix + name, **options)
+    else:
+        yield from _read_remote(chunk, config.remote, options)
 
 
 def _read_remote(chunk: list[tuple[str, int]], source: RemoteSource,
-                 options: dict[str, Any]) -> list[ImageRecord]:
+                 options: dict[str, Any]) -> Iterator[ImageRecord]:
     """Records of a chunk of objects: the small ones fetched concurrently, then decoded."""
     small = [(n, s) for n, s in chunk if s <= min(STREAM_BYTES, options["max_file_bytes"])]
     fetched = source.fetch(small) if small else {}
-    records = []
     for name, size in chunk:
         shown = source.shown(name)
-        data = fetched.get(name)
+        data = fetched.pop(name, None)
         if isinstance(data, Exception):
-            records.append(ImageRecord(shown, "unreadable",
-                                       f"cannot read: {describe_error(data)}"))
+            yield ImageRecord(shown, "unreadable", f"cannot read: {describe_error(data)}")
             continue
         try:
             stream = io.BytesIO(data) if data is not None else (
                 source.open(name) if size <= options["max_file_bytes"] else io.BytesIO())
         except Exception as err:  # a failed open of a large object: that file, not the night
-            records.append(ImageRecord(shown, "unreadable",
-                                       f"cannot read: {describe_error(err)}"))
+            yield ImageRecord(shown, "unreadable", f"cannot read: {describe_error(err)}")
             continue
         actual = len(data) if data is not None else size
-        records.append(read_image_stream(shown, stream, actual, **options))
-    return records
+        yield read_image_stream(shown, stream, actual, **options)
 
 
 def model_features(probs: npt.NDArray[np.float64], bbsd: bool) -> npt.NDArray[np.float64]:
