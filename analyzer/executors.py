@@ -233,9 +233,13 @@ class DaskExecutor:
                 client = dd.Client(self.scheduler, timeout=30, set_as_default=False)
             else:
                 skip_main_in_workers()
-                cluster = dd.LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                          processes=True, dashboard_address=None,
-                                          silence_logs=logging.WARNING)
+                # Saturation 1.0: a worker is sent only the shard it runs, so a worker that
+                # dies takes no queued shard's attempt down with it.
+                with importlib.import_module("dask").config.set(
+                        {"distributed.scheduler.worker-saturation": 1.0}):
+                    cluster = dd.LocalCluster(n_workers=self.workers, threads_per_worker=1,
+                                              processes=True, dashboard_address=None,
+                                              silence_logs=logging.WARNING)
                 client = dd.Client(cluster, set_as_default=False)
         except OSError as err:
             if cluster is not None:

@@ -7,8 +7,8 @@ are read through fsspec, with the matching package installed (``pip install 'dri
 workload identity, ``AZURE_STORAGE_*``); driftd never handles them. ``file://`` URLs and
 plain paths are local: they never import fsspec and read with ``os`` as before.
 
-Objects are fetched a chunk at a time, concurrently (fsspec's ``cat`` of the chunk's keys:
-one request each, in parallel), and decoded from memory; an object larger than
+Objects are fetched a chunk at a time, concurrently (one GET per key, all of the chunk's in
+parallel on fsspec's event loop), and decoded from memory; an object larger than
 ``STREAM_BYTES`` is streamed instead. A request that fails for any reason but "not found"
 or "access denied" (throttling, 5xx, a dropped connection) is retried up to
 ``RemoteSource.attempts`` times with exponential backoff and jitter; what still fails is one
@@ -17,8 +17,10 @@ unreadable file with the reason, never a failed night.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -33,6 +35,7 @@ EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "ab
           "abfss": "azure"}
 """URL scheme → the driftd extra that installs its fsspec implementation."""
 
+_THREADS = 16
 _PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 _filesystems: dict[tuple[str, str], Any] = {}
 
@@ -112,15 +115,10 @@ class RemoteSource:
         for attempt in range(self.attempts):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
-            try:
-                got: dict[str, Any] = fs.cat(todo, on_error="return")
-            except _PERMANENT:
-                raise
-            except Exception as err:  # the whole batch failed (connection): retry it all
-                got = dict.fromkeys(todo, err)
+            got = dict(zip(todo, _cat_each(fs, todo), strict=True))
             retry = []
             for key in todo:
-                value = got.get(key, FileNotFoundError(key))
+                value = got[key]
                 results[keys[key]] = value
                 if isinstance(value, Exception) and not isinstance(value, _PERMANENT):
                     retry.append(key)
@@ -139,6 +137,38 @@ class RemoteSource:
     def shown(self, name: str) -> str:
         """The URL of ``name`` (what reports and thumbnails name)."""
         return join(self.url, name)
+
+
+def _cat_each(fs: Any, keys: list[str]) -> list[bytes | Exception]:
+    """The bytes of each key, fetched concurrently (one GET each), or its exception.
+
+    Per key, not ``fs.cat(keys)``: that expands glob characters, and ``img[1].jpg`` is a
+    file name, not a pattern.
+    """
+    if getattr(fs, "async_impl", False):
+        from fsspec.asyn import sync
+
+        async def gather() -> list[bytes | BaseException]:
+            return list(await asyncio.gather(*(fs._cat_file(k) for k in keys),
+                                             return_exceptions=True))
+
+        got: list[bytes | BaseException] = sync(fs.loop, gather)
+    else:
+        def one(key: str) -> bytes | BaseException:
+            try:
+                data: bytes = fs.cat_file(key)
+                return data
+            except Exception as err:  # returned, like the async branch: one file's fault
+                return err
+
+        with ThreadPoolExecutor(_THREADS) as pool:
+            got = list(pool.map(one, keys))
+    out: list[bytes | Exception] = []
+    for value in got:
+        if isinstance(value, BaseException) and not isinstance(value, Exception):
+            raise value  # KeyboardInterrupt, CancelledError: not a file's fault
+        out.append(value)
+    return out
 
 
 def describe_error(err: Exception) -> str:
