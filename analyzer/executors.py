@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import secrets
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
@@ -269,12 +270,17 @@ class _DaskRun:
 
     def run(self) -> Shard:
         wait: Any = importlib.import_module("distributed").wait
-        window = 2 * max(1, sum(self.client.nthreads().values()))
+        threads = max(1, sum(self.client.nthreads().values()))
+        window = 2 * threads
+        # At least 8 shards per worker thread: with fewer, the last shards run while other
+        # workers idle (10,000 files in shards of 2048 are 5 shards for 2 workers, 3 + 2).
+        even = math.ceil(self.table.count / (8 * threads))
+        shard_files = max(self.job.chunk_size, min(self.options.shard_files, even))
         in_flight: dict[Any, tuple[int, int, list[tuple[str, int]]]] = {}
         done: dict[int, Any] = {}
         next_done = 0
         start = 0
-        chunks = enumerate(self.table.chunks(self.options.shard_files))
+        chunks = enumerate(self.table.chunks(shard_files))
         exhausted = False
         try:
             while True:

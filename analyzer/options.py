@@ -101,9 +101,10 @@ class AnalyzerOptions:
         cluster: ``pip install 'driftd[dask]'``).
     dask_scheduler: the Dask scheduler's address (``tcp://host:8786``); None starts a
         ``LocalCluster`` of ``workers`` processes for the run.
-    dask_shard_files: files per Dask task. 2048: a task of a few seconds, long enough that
-        the scheduler's ~1 ms per task is noise, short enough that a lost worker costs
-        little and that 2 tasks per worker in flight keep every worker busy.
+    dask_shard_files: files per Dask task, at most (smaller nights get at least 8 tasks per
+        worker thread, so no worker idles at the end). 2048: a task of a few seconds, long
+        enough that the scheduler's ~1 ms per task is noise, short enough that a lost worker
+        costs little and that 2 tasks per worker in flight keep every worker busy.
     dask_split_every: shard profiles merged per reduction task (the tree's fan-in). 8:
         each merge task is ~10 ms; a night of a million files is a tree of depth 3.
     storage_options: keyword arguments for the fsspec filesystem of a URL ``data_dir``
