@@ -65,14 +65,36 @@ class DigestLog:
 
     def duplicates(self, limit: int) -> tuple[int, list[int]]:
         """``(count, first positions)``: how many files repeat an earlier file's digest, and
-        the positions of the first ``limit`` of them in listing order."""
-        digests, positions = self.pack()
+        the positions of the first ``limit`` of them in listing order.
+
+        Memory: one sorted copy of the digests (8 bytes per file) and two bit masks; the
+        examples come from one pass over the files whose digest repeats.
+        """
+        if self.packed is None and self.present.all():
+            digests = self.digests  # one whole shard: no packed copy
+            positions: npt.NDArray[np.uint64] | None = None
+        else:
+            digests, positions = self.pack()
         if digests.size < 2:
             return 0, []
-        order = np.lexsort((positions, digests))
-        sorted_digests = digests[order]
-        repeat = np.flatnonzero(sorted_digests[1:] == sorted_digests[:-1]) + 1
-        if repeat.size == 0:
+        ordered = np.sort(digests)
+        repeats = ordered[1:] == ordered[:-1]
+        count = int(np.count_nonzero(repeats))
+        if count == 0:
             return 0, []
-        later = np.sort(positions[order][repeat])
-        return int(repeat.size), [int(p) for p in later[:limit]]
+        repeated = np.unique(ordered[1:][repeats])
+        del ordered, repeats
+        hits = np.flatnonzero(np.isin(digests, repeated))
+        where = (hits.astype(np.uint64) + np.uint64(self.start) if positions is None
+                 else positions[hits])
+        seen: set[int] = set()
+        later: list[int] = []
+        for i in np.argsort(where, kind="stable").tolist():
+            digest = int(digests[hits[i]])
+            if digest in seen:
+                later.append(int(where[i]))
+                if len(later) >= limit:
+                    break
+            else:
+                seen.add(digest)
+        return count, later
