@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import os
 import secrets
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
@@ -114,8 +115,13 @@ class InProcess:
 _pool_config: WorkerConfig | None = None
 
 
-def _init_pool_worker(config: WorkerConfig) -> None:
+def _init_pool_worker(config: WorkerConfig, environ: dict[str, str]) -> None:
     global _pool_config
+    # The fork server was started with the environment of its first use (say, the
+    # daemon's first night) and forks every worker with it: take the caller's current one,
+    # where the object store's credentials may have been set since.
+    os.environ.clear()
+    os.environ.update(environ)
     die_with_parent()
     prepare_worker_process()
     _pool_config = config
@@ -161,7 +167,7 @@ def _parallel(chunks: Iterator[list[tuple[str, int]]], workers: int, config: Wor
     ctx.set_forkserver_preload(["analyzer.forkserver"])
     pending: deque[Future[Batch]] = deque()
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_pool_worker,
-                               initargs=(config,))
+                               initargs=(config, dict(os.environ)))
     finished = False
     try:
         for part in chunks:

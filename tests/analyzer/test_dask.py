@@ -22,9 +22,9 @@ from analyzer.dataset import profile_folder
 from analyzer.options import AnalyzerOptions
 from analyzer.processes import skip_main_in_workers
 from tests.fixtures.images import write_images
+from tests.fixtures.s3 import require_module
 
-distributed = pytest.importorskip(
-    "distributed", reason="needs the dask extra: pip install -e '.[test,dask]'")
+distributed = require_module("distributed", "needs the dask extra: pip install -e '.[test,dask]'")
 
 SHARD = 8
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ from tests.fixtures.images import write_images
 from tests.fixtures.s3 import FaultyProxy, S3Server
 
 BUCKET = "nights"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def options(endpoint: str, workers: int = 1, **extra: Any) -> AnalyzerOptions:
@@ -79,6 +84,35 @@ class TestReadingANightFromS3:
         """A night that is not there fails like a missing folder, naming the URL."""
         with pytest.raises(DatasetError, match=r"s3://nights/20991231.*does not exist"):
             profile_folder(f"s3://{BUCKET}/20991231", options(s3_proxy.endpoint))
+
+
+    def test_credentials_set_after_the_fork_server_started_reach_the_workers(
+            self, night: Path, s3_proxy: FaultyProxy, tmp_path: Path) -> None:
+        """A fresh process profiles a local folder with 2 workers (the fork server starts
+        without AWS credentials), then gets credentials and profiles the S3 night: its
+        workers read with them."""
+        write_images(tmp_path / "local", 4, seed=1, size=(16, 16))
+        code = (
+            "import json, os, sys\n"
+            "from analyzer.dataset import profile_folder\n"
+            "from analyzer.options import AnalyzerOptions\n"
+            "opts = lambda **kw: AnalyzerOptions(workers=2, chunk_size=2, progress='off', **kw)\n"
+            "for key in ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'):\n"
+            "    os.environ.pop(key, None)\n"
+            "profile_folder(sys.argv[1], opts())\n"
+            "os.environ.update(AWS_ACCESS_KEY_ID='testing', AWS_SECRET_ACCESS_KEY='testing')\n"
+            "p = profile_folder(sys.argv[2], opts(storage_options={'endpoint_url': sys.argv[3]}))\n"
+            "print(json.dumps({'images': p.image_count,\n"
+            "                  'unreadable': p.issues['unreadable'].count}))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "local"), f"s3://{BUCKET}/20261126",
+             s3_proxy.endpoint], cwd=ROOT, capture_output=True, text=True, timeout=120,
+            env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"})
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout.strip().splitlines()[-1]) == {"images": 20,
+                                                                    "unreadable": 0}
 
 
 class TestFaults:
