@@ -61,7 +61,7 @@ def _picture(seed: int, size: tuple[int, int], quality: int) -> bytes:
     img = Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
     draw = ImageDraw.Draw(img)
     for _ in range(4):
-        x, y = rng.integers(0, size[0]), rng.integers(0, size[1])
+        x, y = int(rng.integers(0, size[0])), int(rng.integers(0, size[1]))
         r = int(rng.integers(20, 120))
         fill = tuple(int(c) for c in rng.integers(0, 256, 3))
         draw.ellipse((x - r, y - r, x + r, y + r), fill=fill)
@@ -183,7 +183,8 @@ def main() -> None:
                                args.endpoint)))
         return
     root = args.dir or Path(tempfile.mkdtemp(prefix="driftd-scale-"))
-    server, endpoint = (None, None)
+    server: Any = None
+    endpoint: str | None = None
     try:
         for n in sorted(args.n):
             folder = root / f"n{n}"
@@ -195,6 +196,7 @@ def main() -> None:
             if any(c.endswith("-s3") for c in cases):
                 if server is None:
                     server, endpoint = _s3_server()
+                assert endpoint is not None
                 _upload(endpoint, folder, f"n{n}", n)
             runs: dict[str, list[dict[str, Any]]] = {c: [] for c in cases}
             for _ in range(args.repeat):

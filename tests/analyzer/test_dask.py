@@ -29,7 +29,10 @@ distributed = require_module("distributed", "needs the dask extra: pip install -
 SHARD = 8
 
 
-class DieOnShard(distributed.WorkerPlugin):  # type: ignore[misc]
+_WorkerPlugin: Any = distributed.WorkerPlugin
+
+
+class DieOnShard(_WorkerPlugin):  # type: ignore[misc]  # dask.distributed is untyped here
     """Worker plugin: the worker process exits when shard ``index`` starts on it; with a
     ``marker`` file, only the first time (the marker is created then)."""
 
