@@ -117,9 +117,10 @@ class TestNightsOnS3:
         """No marker: the prefix is ready once its newest object is settle_seconds old."""
         store.baseline()
         store.night(TODAY, 4, ready=False)
+        written = datetime.now(timezone.utc)  # the objects' last-modified time (at most)
         daemon = Daemon(load_settings(store.config))
-        assert daemon.run_pending(NOW + timedelta(minutes=59)).waiting == [TODAY]
-        later = daemon.run_pending(NOW + timedelta(minutes=61))
+        assert daemon.run_pending(written + timedelta(minutes=59)).waiting == [TODAY]
+        later = daemon.run_pending(written + timedelta(minutes=61))
         assert [r.status for r in later.results] == ["done"]
 
     def test_reports_missed_during_an_outage_are_copied_by_the_next_run(
