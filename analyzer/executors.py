@@ -12,9 +12,10 @@ the same worker code (``analyzer.worker.process_files``) and fold records with t
   ``shard_files`` files are profiled on a ``dask.distributed`` cluster (a ``LocalCluster``
   of ``workers`` processes when no scheduler address is given) and their profiles
   tree-reduced there, ``split_every`` at a time, in listing order. A worker that dies is
-  replaced and its shard rerun by Dask; a shard whose workers die every time (Dask's
-  ``allowed-failures``, 3 by default) is counted: each of its files unreadable with the
-  reason, and the night goes on.
+  replaced and its shard rerun by Dask; a shard given up by Dask (its workers died
+  ``allowed-failures`` times, 3 by default — a shard queued on a dying worker is charged too)
+  runs once more with nothing else in flight, and if its worker dies again it is counted:
+  each of its files unreadable with the reason, and the night goes on.
 """
 
 from __future__ import annotations
@@ -284,6 +285,7 @@ class _DaskRun:
         shard_files = max(self.job.chunk_size, min(self.options.shard_files, even))
         in_flight: dict[Any, tuple[int, int, list[tuple[str, int]]]] = {}
         done: dict[int, Any] = {}
+        suspects: dict[int, tuple[int, list[tuple[str, int]]]] = {}
         next_done = 0
         start = 0
         chunks = enumerate(self.table.chunks(shard_files))
@@ -311,8 +313,19 @@ class _DaskRun:
                     continue
                 for future in finished:
                     index, first, chunk = in_flight.pop(future)
-                    done[index] = self._settled(future, first, chunk)
+                    if self._killed(future):
+                        # Perhaps only a bystander: a task queued on a worker that another
+                        # shard killed is charged with that death too. Retried alone below.
+                        suspects[index] = (first, chunk)
+                        continue
+                    done[index] = future
                     self.advance(len(chunk))
+                while next_done in done:
+                    self._push(0, done.pop(next_done))
+                    next_done += 1
+            for index, (first, chunk) in sorted(suspects.items()):
+                done[index] = self._alone(index, first, chunk)
+                self.advance(len(chunk))
                 while next_done in done:
                     self._push(0, done.pop(next_done))
                     next_done += 1
@@ -323,15 +336,38 @@ class _DaskRun:
         builder = self.job.start(0)
         return merge_shards([builder.finish(), result])
 
+    @staticmethod
+    def _killed(future: Any) -> bool:
+        """Whether the shard was given up because its workers kept dying. Any other error
+        is the engine's or the model's: raised."""
+        if future.status != "error":
+            return False
+        err = future.exception()
+        if not isinstance(err, importlib.import_module("distributed").KilledWorker):
+            raise err
+        return True
+
+    def _alone(self, index: int, start: int, chunk: list[tuple[str, int]]) -> Any:
+        """Run a shard given up with KilledWorker again with nothing else in flight: a shard
+        that only shared a dying worker now succeeds; one that kills its worker every time
+        is counted unreadable (``_settled``)."""
+        wait: Any = importlib.import_module("distributed").wait
+        future = self.client.submit(profile_shard, chunk, start, self.job,
+                                    key=f"driftd-shard-{self.token}-alone-{index}", pure=False)
+        while True:
+            try:
+                wait([future], timeout=POLL_S)
+                break
+            except TimeoutError:
+                self.waiting()
+        return self._settled(future, start, chunk)
+
     def _settled(self, future: Any, start: int, chunk: list[tuple[str, int]]) -> Any:
         """``future`` when its shard was profiled; else (its workers kept dying) a future of
-        the shard counted unreadable. Any other error is the engine's or the model's: raised."""
-        killed: type[Exception] = importlib.import_module("distributed").KilledWorker
-        if future.status != "error":
+        the shard counted unreadable."""
+        if not self._killed(future):
             return future
         err = future.exception()
-        if not isinstance(err, killed):
-            raise err
         reason = (f"its worker died on every attempt ({type(err).__name__}); the files of "
                   "this shard were not profiled")
         logger.error("analysis.shard_failed", extra={"first": chunk[0][0], "files": len(chunk),
