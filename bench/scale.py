@@ -98,6 +98,15 @@ def generate(folder: Path, n: int, distinct: int, size: tuple[int, int] = (640, 
     return written
 
 
+def _generated(folder: Path, n: int) -> bool:
+    """Whether ``folder`` holds exactly the ``n`` images ``generate`` writes."""
+    if not folder.is_dir():
+        return False
+    with os.scandir(folder) as it:
+        count = sum(1 for e in it if e.name.startswith("img_") and e.name.endswith(".jpg"))
+    return count == n and (folder / f"img_{n - 1:07d}.jpg").is_file()
+
+
 def child(case: str, location: str, workers: int, model: str | None,
           endpoint: str | None) -> dict[str, Any]:
     """One measurement in this fresh process: images/s and the tree's peak PSS."""
@@ -172,6 +181,9 @@ def main() -> None:
     parser.add_argument("--model", help="a .tflite classifier to run as well")
     parser.add_argument("--dir", type=Path, help="where to generate (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the generated images")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure the images a --keep run left in DIR/nN instead of "
+                             "generating them again (1M images take ~12 min to write)")
     parser.add_argument("--s3-max-n", type=int, default=20000,
                         help="largest n measured through the S3 server (its memory holds them)")
     parser.add_argument("--child", choices=CASES, help=argparse.SUPPRESS)
@@ -189,9 +201,12 @@ def main() -> None:
         for n in sorted(args.n):
             folder = root / f"n{n}"
             started = time.perf_counter()
-            size = generate(folder, n, args.distinct)
-            print(f"n={n}: generated {size / 2**30:.2f} GiB in "
-                  f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+            if args.reuse and _generated(folder, n):
+                print(f"n={n}: reusing the images in {folder}", file=sys.stderr, flush=True)
+            else:
+                size = generate(folder, n, args.distinct)
+                print(f"n={n}: generated {size / 2**30:.2f} GiB in "
+                      f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
             cases = [c for c in args.cases if not c.endswith("-s3") or n <= args.s3_max_n]
             if any(c.endswith("-s3") for c in cases):
                 if server is None:
