@@ -258,12 +258,23 @@ class Calibration:
         Raises:
             LabelsError: fewer than ``MIN_LABELLED`` labelled images.
         """
+        calibration = cls.counted(confidence, correct)
+        calibration.check_enough()
+        return calibration
+
+    def check_enough(self) -> None:
+        """Raise ``LabelsError`` unless at least ``MIN_LABELLED`` images were counted."""
+        if self.images < MIN_LABELLED:
+            raise LabelsError(
+                f"only {self.images} baseline images have labels; need at least "
+                f"{MIN_LABELLED} to calibrate the accuracy estimate (label more baseline "
+                "images)")
+
+    @classmethod
+    def counted(cls, confidence: npt.ArrayLike, correct: npt.ArrayLike) -> Calibration:
+        """The counts of some labelled images (a shard's: no minimum; see ``fit``)."""
         conf = np.asarray(confidence, dtype=np.float64)
         right = np.asarray(correct, dtype=bool)
-        if conf.size < MIN_LABELLED:
-            raise LabelsError(
-                f"only {conf.size} baseline images have labels; need at least {MIN_LABELLED} "
-                "to calibrate the accuracy estimate (label more baseline images)")
         bins = _bin_of(conf)
         count = np.bincount(bins, minlength=len(EDGES))
         hits = np.bincount(bins, weights=right.astype(np.float64), minlength=len(EDGES))

@@ -423,6 +423,11 @@ class EmbeddingModel:
         """Embedding values per image."""
         return self.tensor.dim
 
+    @property
+    def batch_capacity(self) -> int:
+        """Images per interpreter call (``Classifier.batch_capacity``)."""
+        return self._capacity
+
     def preprocess(self, image: Any) -> npt.NDArray[Any]:
         """``Classifier.preprocess``: one decoded image to one input tensor."""
         return self.classifier.preprocess(image)

@@ -14,7 +14,7 @@ import gc
 
 from PIL import Image
 
-from analyzer.dataset import prepare_worker_process
+from analyzer.worker import prepare_worker_process
 
 prepare_worker_process()
 Image.preinit()  # the common formats' plugins, which the first Image.open would import

@@ -198,6 +198,35 @@ def read_image(path: str, *, max_side: int = 512, max_image_pixels: int = 89_478
     if isinstance(opened, ImageRecord):
         return opened
     fh, size, head = opened
+    return _decode(path, fh, size, head, max_side, max_image_pixels, keep_image)
+
+
+def read_image_stream(path: str, fh: IO[bytes], size: int, *, max_side: int = 512,
+                      max_image_pixels: int = 89_478_485,
+                      max_file_bytes: int = 512 * 1024 * 1024,
+                      keep_image: bool = False) -> ImageRecord:
+    """``read_image`` for a file that is not a local path: an object fetched from storage
+    (``io.BytesIO``) or a seekable stream of it, ``size`` bytes long. ``path`` is what the
+    record and the report name (e.g. its URL). Same checks, same features; closes ``fh``.
+    """
+    if size > max_file_bytes:
+        fh.close()
+        return ImageRecord(path, "unreadable",
+                           f"file is {size:,} bytes, over max_file_bytes={max_file_bytes:,}")
+    head = fh.read(_HEAD_BYTES)
+    if not head:
+        fh.close()
+        return ImageRecord(path, "zero_byte", "file is empty")
+    if not looks_like_image(head):
+        fh.close()
+        return ImageRecord(path, "unreadable",
+                           f"not an image: no image signature (starts {head[:8]!r})")
+    return _decode(path, fh, size, head, max_side, max_image_pixels, keep_image)
+
+
+def _decode(path: str, fh: IO[bytes], size: int, head: bytes, max_side: int,
+            max_image_pixels: int, keep_image: bool) -> ImageRecord:
+    """Digest, decode and reduce an opened image file (closes ``fh``)."""
     with fh, warnings.catch_warnings():
         digest = _digest(fh)
         fh.seek(0)
@@ -339,7 +368,7 @@ def _features(rgb: Image.Image, factor: int) -> tuple[npt.NDArray[np.float64],
     # Channel shares of the light: unlike the channel means they do not move with exposure,
     # and unlike a per-pixel c / (r + g + b) averaged over the image (deepchecks' "relative
     # intensity") they do not move with the share of black pixels, so a colour cast stands
-    # out against image-to-image exposure and framing (bench/results/detection.md).
+    # out against image-to-image exposure and framing (bench/results/detection-fashion.md).
     light = float(channel_means.sum())
     if light > 0.0:
         out[_AT[ImageFeature.RED_SHARE]:_AT[ImageFeature.BLUE_SHARE] + 1] = channel_means / light

@@ -116,6 +116,22 @@ class AnalyzerOptions:
         (a mistake, or a way to make the service read elsewhere) is reported as unreadable.
         Turn it on for datasets made of links (driftd: ``[analysis]
         follow_symlinks_outside = true``).
+    executor: who runs the per-image work (``analyzer.executors``): ``"local"`` (``workers``
+        processes on this machine, the default) or ``"dask"`` (a ``dask.distributed``
+        cluster: ``pip install 'driftd[dask]'``).
+    dask_scheduler: the Dask scheduler's address (``tcp://host:8786``); None starts a
+        ``LocalCluster`` of ``workers`` processes for the run.
+    dask_shard_files: files per Dask task, at most (smaller nights get at least 8 tasks per
+        worker thread, so no worker idles at the end). 2048: a task of a few seconds, long
+        enough that the scheduler's ~1 ms per task is noise, short enough that a lost worker
+        costs little and that 2 tasks per worker in flight keep every worker busy.
+    dask_split_every: shard profiles merged per reduction task (the tree's fan-in). 8:
+        each merge task is ~10 ms; a night of a million files is a tree of depth 3.
+    storage_options: keyword arguments for the fsspec filesystem of a URL ``data_dir``
+        (e.g. ``{"endpoint_url": "https://minio:9000"}`` for an S3-compatible store);
+        credentials belong in the environment, not here.
+    read_attempts: requests per object before a failed read of a URL ``data_dir``
+        (throttling, 5xx, a dropped connection) counts the file as unreadable; 5.
     progress: ``"auto"`` (tqdm bar on a TTY, ``analysis.progress`` log events otherwise),
         ``"bar"``, ``"log"`` or ``"off"``.
     progress_callback: optional ``callback(done, total)`` (e.g. the daemon's watchdog).
@@ -152,6 +168,12 @@ class AnalyzerOptions:
     max_image_pixels: int = 89_478_485
     max_file_bytes: int = 512 * 1024 * 1024
     follow_symlinks_outside: bool = False
+    executor: str = "local"
+    dask_scheduler: str | None = None
+    dask_shard_files: int = 2048
+    dask_split_every: int = 8
+    storage_options: Mapping[str, Any] | None = None
+    read_attempts: int = 5
     progress: str = "auto"
     progress_callback: ProgressCallback | None = field(default=None, compare=False)
 
@@ -179,13 +201,20 @@ class AnalyzerOptions:
                     "and non-negative"
                 )
         for name in ("min_samples", "reservoir_size", "histogram_bins", "chunk_size", "max_side",
-                     "permutations", "max_file_bytes", "embedding_sample"):
+                     "permutations", "max_file_bytes", "dask_shard_files", "read_attempts",
+                     "embedding_sample"):
             if getattr(self, name) < 1:
                 raise AnalyzerError(f"option {name}={getattr(self, name)!r} must be >= 1")
         if 256 % self.histogram_bins:
             raise AnalyzerError(
                 f"option histogram_bins={self.histogram_bins} must divide 256 (e.g. 16, 32, 64)"
             )
+        if self.executor not in ("local", "dask"):
+            raise AnalyzerError(
+                f"option executor={self.executor!r} is unknown; use 'local' or 'dask'"
+            )
+        if self.dask_split_every < 2:
+            raise AnalyzerError(f"option dask_split_every={self.dask_split_every!r} must be >= 2")
         if self.workers is not None and self.workers < 1:
             raise AnalyzerError(f"option workers={self.workers!r} must be >= 1 or None")
         if self.progress not in ("auto", "bar", "log", "off"):
@@ -205,7 +234,9 @@ class AnalyzerOptions:
 
     def settings(self) -> dict[str, SettingValue]:
         """The thresholds as a JSON-serialisable dict (the report's ``settings``)."""
-        skip = {"progress_callback", "progress", "workers", "chunk_size"}
+        skip = {"progress_callback", "progress", "workers", "chunk_size", "executor",
+                "dask_scheduler", "dask_shard_files", "dask_split_every", "storage_options",
+                "read_attempts"}
         return {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip
         }

@@ -36,6 +36,9 @@ WORKER_NAME = "analyzer-worker"
 says inside one); the preparation data of processes so named carries no ``__main__``."""
 
 _MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
+_MAIN_FREE = (WORKER_NAME, "Dask Worker process")
+"""Names of the processes that are sent no ``__main__``: ours, and the workers a Dask
+``LocalCluster``'s nannies spawn for the Dask executor (they import what a task needs)."""
 
 
 class WorkerProcess(ForkServerProcess):
@@ -59,7 +62,7 @@ _install_lock = threading.Lock()
 def _preparation_data(name: str) -> dict[str, Any]:
     """``spawn.get_preparation_data``, less the caller's main module for analyzer workers."""
     data: dict[str, Any] = _stdlib_preparation_data(name)
-    if name.startswith(WORKER_NAME):
+    if name.startswith(_MAIN_FREE):
         for key in _MAIN_KEYS:
             data.pop(key, None)
     return data
@@ -72,10 +75,16 @@ def worker_context() -> WorkerContext:
     ``multiprocessing.spawn.get_preparation_data(process_name)``; it is wrapped here, once,
     so that only ``WorkerProcess`` names lose the main-module entries.
     """
+    skip_main_in_workers()
+    return WorkerContext()
+
+
+def skip_main_in_workers() -> None:
+    """Install, once, the wrapper that sends the processes named in ``_MAIN_FREE`` no
+    ``__main__`` (also for Dask's spawned workers, before a ``LocalCluster`` starts)."""
     with _install_lock:
         if spawn.get_preparation_data is not _preparation_data:
             spawn.get_preparation_data = _preparation_data
-    return WorkerContext()
 
 
 def die_with_parent() -> None:

@@ -3,11 +3,13 @@
 A ``Profile`` is what ``DatasetAnalyzer.analyze()`` returns (as ``to_dict()``) and what a
 baseline file stores. Its size does not grow with the number of images:
 
-* per continuous feature, exact running moments (count, mean, M2, min, max; Chan et al.'s
-  parallel update) and the values of a shared **bottom-k sample**: every image gets a key
-  from its content hash and the profile keeps the ``reservoir_size`` images with the smallest
-  keys. The bottom-k of A ∪ B is the bottom-k of (bottom-k(A) ∪ bottom-k(B)), so
-  ``merge`` gives exactly the profile of both shards (duplicates across shards aside);
+* per continuous feature, exact moments (count, exact Σx and Σx², and the mean and M2
+  rounded once from them; min, max) and the values of a shared **bottom-k sample**: every
+  image gets a key from its content hash and the profile keeps the ``reservoir_size``
+  images with the smallest keys. The bottom-k of A ∪ B is the bottom-k of
+  (bottom-k(A) ∪ bottom-k(B)), so ``merge`` gives exactly the profile of both shards
+  (duplicates across shards are counted by ``analyzer.digests`` while a folder is
+  profiled);
 * per categorical feature (format, mode, size, predicted class), counts and the first few
   file names of each category (at most ``MAX_CATEGORIES`` categories, then ``__other__``; the
   predicted class keeps every one of the model's classes);
@@ -34,6 +36,8 @@ import numpy.typing as npt
 from analyzer.accuracy import Calibration, LabelsError
 from analyzer.contract import ISSUES, Category
 from analyzer.errors import BaselineError
+from analyzer.exact import ZERO, ExactSum
+from analyzer.exact import moments as exact_moments
 from analyzer.projection import EmbeddingSample
 
 PROFILE_VERSION = 1
@@ -55,13 +59,22 @@ def _json_floats(values: npt.NDArray[np.float64]) -> list[float]:
 
 @dataclass
 class Moments:
-    """Exact count/mean/M2/min/max of one feature; ``merge`` is Chan's parallel update."""
+    """Exact count/mean/M2/min/max of one feature.
+
+    ``total`` and ``squares`` are the exact Σx and Σx² (``analyzer.exact``); ``mean`` and
+    ``m2`` are derived from them, rounded once, so ``merge`` gives the same floats in any
+    order and grouping (shards on Dask equal the serial profile bit for bit). A profile
+    written before they were stored has them as None: such moments merge with Chan's
+    parallel update (exact up to rounding).
+    """
 
     count: int = 0
     mean: float = 0.0
     m2: float = 0.0
     min: float = math.inf
     max: float = -math.inf
+    total: ExactSum | None = ZERO
+    squares: ExactSum | None = ZERO
 
     @property
     def std(self) -> float:
@@ -73,49 +86,73 @@ class Moments:
         if other.count == 0:
             return
         n = self.count + other.count
-        delta = other.mean - self.mean
-        self.m2 += other.m2 + delta * delta * self.count * other.count / n
-        self.mean += delta * other.count / n
+        if (self.total is not None and self.squares is not None and other.total is not None
+                and other.squares is not None):
+            self.total, self.squares = self.total + other.total, self.squares + other.squares
+            self.mean, self.m2 = exact_moments(n, self.total, self.squares)
+        else:
+            delta = other.mean - self.mean
+            self.m2 += other.m2 + delta * delta * self.count * other.count / n
+            self.mean += delta * other.count / n
+            self.total = self.squares = None
         self.count = n
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
 
     @classmethod
     def of(cls, values: npt.NDArray[np.float64]) -> Moments:
-        """Moments of an array of values."""
+        """Moments of an array of values (NaN or infinite values: not exact, Chan's path)."""
         if values.size == 0:
             return cls()
-        mean = float(values.mean())
-        return cls(int(values.size), mean, float(((values - mean) ** 2).sum()),
-                   float(values.min()), float(values.max()))
+        try:
+            total, squares = ExactSum.of(values), ExactSum.of(values, squared=True)
+        except ValueError:
+            mean = float(values.mean())
+            return cls(int(values.size), mean, float(((values - mean) ** 2).sum()),
+                       float(values.min()), float(values.max()), None, None)
+        mean, m2 = exact_moments(int(values.size), total, squares)
+        return cls(int(values.size), mean, m2, float(values.min()), float(values.max()),
+                   total, squares)
 
     def to_dict(self) -> dict[str, Any]:
         finite = self.count > 0
-        return {"count": self.count, "mean": self.mean, "m2": self.m2,
-                "min": self.min if finite else None, "max": self.max if finite else None}
+        d: dict[str, Any] = {"count": self.count, "mean": self.mean, "m2": self.m2,
+                             "min": self.min if finite else None,
+                             "max": self.max if finite else None}
+        if self.total is not None and self.squares is not None:
+            d["sum"], d["sum_sq"] = self.total.to_text(), self.squares.to_text()
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Moments:
+        exact = "sum" in d and "sum_sq" in d
         return cls(int(d["count"]), float(d["mean"]), float(d["m2"]),
                    math.inf if d["min"] is None else float(d["min"]),
-                   -math.inf if d["max"] is None else float(d["max"]))
+                   -math.inf if d["max"] is None else float(d["max"]),
+                   ExactSum.from_text(d["sum"]) if exact else None,
+                   ExactSum.from_text(d["sum_sq"]) if exact else None)
 
 
 @dataclass
 class Issue:
-    """How many files had one data-quality problem, and the first few of them."""
+    """How many files had one data-quality problem, and the first ``limit`` of them."""
 
     count: int = 0
     examples: list[str] = field(default_factory=list)
+    limit: int = field(default=_EXAMPLES, compare=False)
 
-    def add(self, name: str, limit: int = _EXAMPLES) -> None:
+    def add(self, name: str, limit: int | None = None) -> None:
         self.count += 1
-        if len(self.examples) < limit:
+        if limit is not None:
+            self.limit = limit
+        if len(self.examples) < self.limit:
             self.examples.append(name)
 
-    def merge(self, other: Issue, limit: int = _EXAMPLES) -> None:
+    def merge(self, other: Issue, limit: int | None = None) -> None:
+        """Fold in ``other``, a later shard: its examples come after ours (file order)."""
         self.count += other.count
-        self.examples = (self.examples + other.examples)[:limit]
+        self.limit = max(self.limit, other.limit) if limit is None else limit
+        self.examples = (self.examples + other.examples)[: self.limit]
 
     def to_dict(self) -> dict[str, Any]:
         return {"count": self.count, "examples": list(self.examples)}
@@ -123,7 +160,11 @@ class Issue:
 
 @dataclass
 class Extremes:
-    """The ``k`` lowest and highest values of one feature with the file they came from."""
+    """The ``k`` lowest and highest values of one feature with the file they came from.
+
+    Ties are broken by the path, so the kept entries are the ``k`` smallest and largest
+    ``(value, path)`` pairs of every image folded in, whatever the order or the sharding.
+    """
 
     k: int
     low: list[tuple[float, str]] = field(default_factory=list)
@@ -131,11 +172,18 @@ class Extremes:
 
     def add(self, values: npt.NDArray[np.float64], paths: Sequence[str]) -> None:
         """Fold a batch in, keeping only the ``k`` most extreme on each side."""
-        if values.size == 0:
+        n = values.size
+        if n == 0 or self.k < 1:
             return
-        order = np.argsort(values, kind="stable")
-        low = [(float(values[i]), paths[i]) for i in order[: self.k]]
-        high = [(float(values[i]), paths[i]) for i in order[::-1][: self.k]]
+        if n > self.k:
+            # Everything tied with the k-th value is a candidate: the path decides among them.
+            parted = np.partition(values, (self.k - 1, n - self.k))
+            low_idx = np.flatnonzero(values <= parted[self.k - 1])
+            high_idx = np.flatnonzero(values >= parted[n - self.k])
+        else:
+            low_idx = high_idx = np.arange(n)
+        low = [(float(values[i]), paths[i]) for i in low_idx.tolist()]
+        high = [(float(values[i]), paths[i]) for i in high_idx.tolist()]
         self.low = sorted(self.low + low)[: self.k]
         self.high = sorted(self.high + high, reverse=True)[: self.k]
 
@@ -272,7 +320,7 @@ class Profile:
             self.categories.setdefault(name, Categories(limit=cats.limit)).merge(cats)
         self.histograms = self.histograms + other.histograms
         for kind, issue in other.issues.items():
-            self.issues.setdefault(kind, Issue()).merge(issue)
+            self.issues.setdefault(kind, Issue(limit=issue.limit)).merge(issue)
         self._merge_model_extras(other)
         return self
 

@@ -115,9 +115,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="null tables per test (driftd's default minimum)")
     parser.add_argument("--law", choices=("zipf", "uniform"), default="zipf")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--k", type=int, nargs="+", default=list(KS),
+                        help="numbers of categories (default: the whole grid)")
+    parser.add_argument("--n", type=int, nargs="+", default=list(NS),
+                        help="night sizes (default: the whole grid)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    cells = grid(KS, NS, args.nights, args.baseline, args.permutations, args.seed, args.law)
+    cells = grid(args.k, args.n, args.nights, args.baseline, args.permutations, args.seed, args.law)
     command = "python bench/calibration.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(markdown(cells, command.strip(), time.perf_counter() - start))
     return 0

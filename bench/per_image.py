@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import throughput  # noqa: E402  (this folder's image generator)
 
 from analyzer import pixels  # noqa: E402
-from analyzer.dataset import prepare_worker_process  # noqa: E402
 from analyzer.images import _features, read_image  # noqa: E402
+from analyzer.worker import prepare_worker_process  # noqa: E402
 
 
 def best_ms(steps: list[tuple[str, Callable[[int], object]]], count: int, repeat: int

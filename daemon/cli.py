@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     baseline = command(sub, "baseline", "build the baseline from DIR into [data].baseline",
                        "Profiles every image under DIR (with [model].path when set) and saves "
                        "the profile that every night is compared with.")
-    baseline.add_argument("dir", type=Path, metavar="DIR",
-                          help="folder of images the model is known to do well on")
+    baseline.add_argument("dir", type=_location, metavar="DIR",
+                          help="folder of images the model is known to do well on (or a "
+                               "URL such as s3://bucket/validation)")
     baseline.add_argument("--labels", type=Path, metavar="CSV",
                           help="true class of DIR's images, one 'file,label' row each (file: "
                           "path inside DIR; label: class name or 0-based index): calibrates "
@@ -72,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = command(sub, "check", "compare any folder with a baseline now; exit 1 on drift",
                     "Writes the JSON and HTML report and prints a summary. Works without a "
                     "config file when --baseline is given.")
-    check.add_argument("dir", type=Path, metavar="DIR", help="folder of images to check")
-    check.add_argument("--baseline", type=Path, metavar="FILE",
+    check.add_argument("dir", type=_location, metavar="DIR",
+                       help="folder (or URL) of images to check")
+    check.add_argument("--baseline", type=_location, metavar="FILE",
                        help="baseline profile to compare with (default: [data].baseline)")
     check.add_argument("--model", type=Path, metavar="FILE",
                        help=".tflite classifier (default: [model].path; none without a config)")
@@ -200,6 +202,12 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_RUNTIME
 
 
+def _location(value: str) -> Path | str:
+    """A DIR/FILE argument: a local path, or an fsspec URL kept as text."""
+    return value.rstrip("/") if "://" in value and not value.startswith("file://") else Path(
+        value.removeprefix("file://"))
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     """The settings for ``args``; ``check --baseline`` runs on defaults when no config file
     exists (none given, none in $DRIFTD_CONFIG, no ./config.toml)."""
@@ -218,9 +226,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _check_overrides(settings: Settings, args: argparse.Namespace, default_out: Path
                      ) -> Settings:
     """``settings`` with ``check``'s --baseline, --model and --out applied."""
-    data: dict[str, Path] = {"reports_dir": (args.out or default_out).resolve()}
+    data: dict[str, Path | str] = {"reports_dir": (args.out or default_out).resolve()}
     if args.baseline is not None:
-        data["baseline"] = args.baseline.resolve()
+        data["baseline"] = (args.baseline.resolve() if isinstance(args.baseline, Path)
+                            else args.baseline)
     model: dict[str, Path | None] = {}
     if args.model is not None:
         model = {"path": args.model.resolve(), "labels_path": None}
@@ -252,7 +261,7 @@ def _print_problem(command: str, summary: RunSummary, settings: Settings) -> Non
           file=sys.stderr)
 
 
-def _analyzer(settings: Settings, folder: Path, *, now: datetime | None = None,
+def _analyzer(settings: Settings, folder: Path | str, *, now: datetime | None = None,
               report_id: str | None = None, labels: Path | None = None) -> DatasetAnalyzer:
     from analyzer.dataset import DatasetAnalyzer
     from daemon.config import analyzer_kwargs
@@ -266,7 +275,7 @@ def _analyzer(settings: Settings, folder: Path, *, now: datetime | None = None,
 
 def _baseline(settings: Settings, args: argparse.Namespace) -> int:
     from analyzer.accuracy import LabelsError
-    from sinks.files import atomic_write_bytes
+    from daemon.locations import write_bytes
 
     try:
         profile = _analyzer(settings, args.dir, labels=args.labels).profile()
@@ -275,7 +284,7 @@ def _baseline(settings: Settings, args: argparse.Namespace) -> int:
         print(f"driftd baseline: --labels: {err}", file=sys.stderr)
         return EXIT_CONFIG
     data = json.dumps(profile.to_dict()).encode("utf-8")
-    path = atomic_write_bytes(settings.data.baseline, data)
+    path = write_bytes(settings.data.baseline, data, settings.data.storage_options)
     calibration = profile.calibration
     labelled = ("" if calibration is None else
                 f"; {calibration.images} labelled, accuracy {calibration.baseline_accuracy:.3f}")
@@ -296,7 +305,8 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
               f"{REPORT_ID_RULE}", file=sys.stderr)
         return EXIT_CONFIG
     key = "--baseline" if args.baseline is not None else "data.baseline"
-    baseline, problems = load_baseline_profile(settings.data.baseline, key)
+    baseline, problems = load_baseline_profile(settings.data.baseline, key,
+                                               settings.data.storage_options)
     if baseline is None:
         print(f"driftd check: {problems[0]}", file=sys.stderr)
         return EXIT_CONFIG

@@ -68,16 +68,41 @@ class ConfigError(Exception):
 
 
 class DataSettings(ConfigSection):
-    """Where the dated production folders, the baseline and the daemon's state live."""
+    """Where the dated production folders, the baseline and the daemon's state live.
 
-    production_root: Path = defaults.PRODUCTION_ROOT
+    ``production_root`` and ``baseline`` are local paths or fsspec URLs (``s3://…``,
+    ``gs://…``, ``az://…``: ``daemon.locations``); ``storage_options`` are the fsspec
+    filesystem's keyword arguments (e.g. an S3-compatible ``endpoint_url``; credentials come
+    from the environment). ``reports_url``: a URL the reports are also copied to.
+    """
+
+    production_root: Path | str = defaults.PRODUCTION_ROOT
     date_format: str = defaults.DATE_FORMAT
-    baseline: Path = defaults.BASELINE_FILE
+    baseline: Path | str = defaults.BASELINE_FILE
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    reports_url: str = ""
     state_dir: Path = defaults.STATE_DIR
     reports_dir: Path | None = None
     ready_marker: str = defaults.READY_MARKER
     settle_seconds: float = Field(default=defaults.SETTLE_SECONDS, ge=0)
     report_url: str = ""
+
+    @field_validator("production_root", "baseline", mode="before")
+    @classmethod
+    def _path_or_url(cls, value: Any) -> Any:
+        from daemon.locations import parse_location
+
+        return parse_location(value) if isinstance(value, str | Path) else value
+
+    @field_validator("reports_url")
+    @classmethod
+    def _reports_url(cls, value: str) -> str:
+        from daemon.locations import parse_location
+
+        if value and not isinstance(parse_location(value), str):
+            raise ValueError(f"reports_url {value!r} is not a URL; use e.g. "
+                             "s3://bucket/driftd/reports (reports_dir is the local folder)")
+        return value.rstrip("/")
 
     @field_validator("date_format")
     @classmethod
@@ -494,6 +519,8 @@ def analyzer_kwargs(settings: Settings) -> dict[str, Any]:
         kwargs.update({k: getattr(typed, k) for k in values})
     if settings.model.labels_path is not None:
         kwargs["labels_path"] = str(settings.model.labels_path)
+    if settings.data.storage_options and "storage_options" not in kwargs:
+        kwargs["storage_options"] = dict(settings.data.storage_options)
     return kwargs
 
 
@@ -503,10 +530,13 @@ def resolve_paths(settings: Settings, base_dir: Path) -> Settings:
     def absolute(p: Path | None) -> Path | None:
         return None if p is None else (p if p.is_absolute() else base_dir / p)
 
+    def located(p: Path | str) -> Path | str:
+        return p if isinstance(p, str) else (p if p.is_absolute() else base_dir / p)
+
     data = settings.data.model_copy(
         update={
-            "production_root": absolute(settings.data.production_root),
-            "baseline": absolute(settings.data.baseline),
+            "production_root": located(settings.data.production_root),
+            "baseline": located(settings.data.baseline),
             "state_dir": absolute(settings.data.state_dir),
             "reports_dir": absolute(settings.data.reports_dir),
         }

@@ -27,6 +27,7 @@ from analyzer.severity import Severity
 from daemon.alerts import AlertDispatcher, AlertRouter
 from daemon.config import Settings, analyzer_kwargs
 from daemon.defaults import HISTORY_DAYS
+from daemon.locations import Location, read_bytes
 from daemon.state import (
     Outbox,
     OutboxAlert,
@@ -86,7 +87,7 @@ class Partition:
     """A dated production folder."""
 
     date: date
-    folder: Path
+    folder: Location
 
     @property
     def report_id(self) -> str:
@@ -201,7 +202,8 @@ class Pipeline:
         if self._baseline is None:
             path = self.settings.data.baseline
             try:
-                baseline = Profile.from_dict(json.loads(path.read_text(encoding="utf-8")))
+                baseline = Profile.from_dict(json.loads(
+                    read_bytes(path, self.settings.data.storage_options).decode("utf-8")))
             except FileNotFoundError:
                 raise RunError(
                     f"baseline {path} not found; build it with `driftd baseline DIR`"
@@ -306,6 +308,25 @@ class Pipeline:
         html_path = self.files.write_html(partition.report_id, render_html(report, history))
         log.info("report.written", json=str(json_path), html=str(html_path))
         return json_path, html_path
+
+    def copy_reports(self, ids: list[str] | None = None) -> int:
+        """Copy reports (``ids``, or every local one) missing at ``[data].reports_url``;
+        returns how many files were copied. A failure is logged, never raised: the reports
+        are safe on disk and the next run copies what is still missing."""
+        url = self.settings.data.reports_url
+        if not url:
+            return 0
+        from sinks.remote_reports import RemoteReportError, RemoteReports
+
+        remote = RemoteReports(url, self.settings.data.storage_options)
+        try:
+            written = remote.sync(self.files, self.files.list_ids() if ids is None else ids)
+        except RemoteReportError as err:
+            log.warning("report.copy_failed", error=str(err))
+            return 0
+        if written:
+            log.info("report.copied", url=url, files=len(written))
+        return len(written)
 
     def store_report(
         self, store: MetricStore | None, partition: Partition, report: DriftReport,
@@ -432,6 +453,7 @@ class Pipeline:
             json_path, html_path = self.write_reports(
                 partition, report, self.history(store, partition)
             )
+            self.copy_reports([partition.report_id])
             step = "store"
             stored = self.store_report(store, partition, report, run_id, json_path, now)
             step = "alerts"

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from analyzer.contract import IMAGE_FEATURES
 from analyzer.errors import AnalyzerError, BaselineError
@@ -59,7 +60,8 @@ def check_deployment(settings: Settings) -> list[Finding]:
     """
     findings: list[Finding] = []
     data = settings.data
-    findings += _listable("data.production_root", data.production_root, data.date_format)
+    findings += _listable("data.production_root", data.production_root, data.date_format,
+                          data.storage_options)
     state = _writable("data.state_dir", data.state_dir)
     findings += state
     if data.reports_dir is not None:
@@ -69,7 +71,8 @@ def check_deployment(settings: Settings) -> list[Finding]:
     sqlite = _sqlite_path(settings.store.url)
     if sqlite is not None and not sqlite.parent.is_relative_to(data.state_dir):
         findings += _writable("store.url", sqlite.parent)
-    baseline, baseline_findings = load_baseline_profile(data.baseline)
+    baseline, baseline_findings = load_baseline_profile(data.baseline,
+                                                        storage_options=data.storage_options)
     findings += baseline_findings
     model_labels: list[str] | None = None
     if settings.model.path is not None:
@@ -79,7 +82,10 @@ def check_deployment(settings: Settings) -> list[Finding]:
     return findings
 
 
-def _listable(key: str, path: Path, date_format: str) -> list[Finding]:
+def _listable(key: str, path: Path | str, date_format: str,
+              storage_options: dict[str, Any] | None = None) -> list[Finding]:
+    if isinstance(path, str):
+        return _listable_url(key, path, date_format, storage_options)
     if not path.exists():
         return [Finding(key, f"{path} does not exist; create it or point {key} at the folder "
                              "that holds the dated folders of images")]
@@ -98,6 +104,27 @@ def _listable(key: str, path: Path, date_format: str) -> list[Finding]:
     if not any(_looks_dated(name, date_format) for name in names):
         return [Finding(key, f"{path} holds no dated folder yet (names like "
                              f"{_example_name(date_format)}); nothing will be analysed until "
+                             "one appears", fatal=False)]
+    return []
+
+
+def _listable_url(key: str, url: str, date_format: str,
+                  storage_options: dict[str, Any] | None) -> list[Finding]:
+    """A production root on object storage can be listed with the environment's
+    credentials and holds dated prefixes."""
+    from daemon.locations import DatedRoot
+
+    try:
+        names = [name for name, _ in DatedRoot(url, storage_options).children()]
+    except PermissionError as err:
+        return [Finding(key, f"{url} cannot be listed: access denied ({err}); give the "
+                             "credentials in the environment (e.g. the instance role) list "
+                             "and read access to it")]
+    except Exception as err:  # any client error: say what it was, this is a check command
+        return [Finding(key, f"{url} cannot be listed: {type(err).__name__}: {err}")]
+    if not any(_looks_dated(name, date_format) for name in names):
+        return [Finding(key, f"{url} holds no dated prefix yet (names like "
+                             f"{_example_name(date_format)}/); nothing will be analysed until "
                              "one appears", fatal=False)]
     return []
 
@@ -139,7 +166,8 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(match.group(1)) if match else None
 
 
-def load_baseline_profile(path: Path, key: str = "data.baseline"
+def load_baseline_profile(path: Path | str, key: str = "data.baseline",
+                          storage_options: dict[str, Any] | None = None
                           ) -> tuple[Profile | None, list[Finding]]:
     """The baseline ``Profile`` at ``path`` and the findings about it (fatal when it is None).
 
@@ -147,8 +175,10 @@ def load_baseline_profile(path: Path, key: str = "data.baseline"
     or made by an analyzer that lacks today's image features.
     """
     rebuild = "build it with `driftd baseline DIR` (DIR: images the model is known to do well on)"
+    from daemon.locations import read_bytes
+
     try:
-        raw = json.loads(path.read_bytes())
+        raw = json.loads(read_bytes(path, storage_options))
     except FileNotFoundError:
         return None, [Finding(key, f"{path} not found; {rebuild}")]
     except PermissionError:

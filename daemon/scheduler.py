@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from types import FrameType
 
 import structlog
@@ -28,6 +27,7 @@ from analyzer.severity import Severity
 from daemon.config import Settings
 from daemon.defaults import IDLE_TICK_S, LOCK_NAME, MISFIRE_GRACE_S
 from daemon.http import StatusServer, start_status_server
+from daemon.locations import DatedRoot
 from daemon.notify import Notifier
 from daemon.pipeline import (
     DISK_ERRNOS,
@@ -99,18 +99,6 @@ def folder_date(name: str, date_format: str) -> date | None:
     return day if day.strftime(date_format) == name else None
 
 
-def newest_mtime(folder: Path) -> float:
-    """The newest modification time of ``folder`` and anything under it."""
-    newest = folder.stat().st_mtime
-    for root, dirs, files in os.walk(folder):
-        for name in (*dirs, *files):
-            try:
-                newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
-            except FileNotFoundError:  # removed while we looked: the folder is still changing
-                return float("inf")
-    return newest
-
-
 class Daemon:
     """Finds pending partitions and runs them through the pipeline; owns the stop flag."""
 
@@ -122,6 +110,8 @@ class Daemon:
         self.status = DaemonState(started_at=datetime.now(self.tz))
         """Liveness facts for the status API (``daemon.http``)."""
         self._ignored_names: set[str] = set()
+        self.root = DatedRoot(settings.data.production_root, settings.data.storage_options)
+        """The dated folders: local, or prefixes of an object store (``daemon.locations``)."""
 
     def should_stop(self) -> bool:
         return self.stop_event.is_set()
@@ -141,18 +131,14 @@ class Daemon:
         since = today - timedelta(days=self.settings.schedule.lookback_days)
         found = []
         ignored = []
-        if not data.production_root.is_dir():
-            return []
-        for entry in data.production_root.iterdir():
-            day = folder_date(entry.name, data.date_format)
-            if not entry.is_dir():
-                continue
+        for name, folder in self.root.children():
+            day = folder_date(name, data.date_format)
             if day is None:
-                if not entry.name.startswith(".") and entry.name not in self._ignored_names:
-                    ignored.append(entry.name)
+                if not name.startswith(".") and name not in self._ignored_names:
+                    ignored.append(name)
                 continue
             if since <= day <= today:
-                found.append(Partition(day, entry))
+                found.append(Partition(day, folder))
         if ignored:
             self._ignored_names.update(ignored)
             log.warning("folders.ignored", names=sorted(ignored), date_format=data.date_format,
@@ -160,19 +146,13 @@ class Daemon:
         return sorted(found, key=lambda p: p.date)
 
     def is_ready(self, partition: Partition, now: datetime) -> bool:
-        """True when the folder holds the ready marker or has not changed for settle_seconds.
+        """True when the folder holds the ready marker or has not changed for settle_seconds
+        (on object storage: the newest object's last-modified time).
 
         Raises ``OSError`` when the folder cannot be looked into (e.g. permission denied).
         """
         data = self.settings.data
-        if data.ready_marker:
-            try:
-                os.stat(partition.folder / data.ready_marker)
-                return True
-            except FileNotFoundError:
-                pass
-        os.listdir(partition.folder)  # an unreadable folder is an error, not "not ready"
-        return now.timestamp() - newest_mtime(partition.folder) >= data.settle_seconds
+        return self.root.is_ready(partition.folder, data.ready_marker, data.settle_seconds, now)
 
     def pending(self, pipeline: Pipeline, now: datetime) -> list[Partition]:
         """Dated folders the ledger does not mark done (or given up on), oldest first."""
@@ -229,11 +209,11 @@ class Daemon:
         now = now or datetime.now(self.tz)
         summary = RunSummary(new_run_id(now))
         structlog.contextvars.bind_contextvars(run_id=summary.run_id)
-        root, fmt = self.settings.data.production_root, self.settings.data.date_format
+        fmt = self.settings.data.date_format
         work = []
         for day in days:
-            folder = root / day.strftime(fmt)
-            if folder.is_dir():
+            folder = self.root.child(day.strftime(fmt))
+            if self.root.exists(folder):
                 work.append(Partition(day, folder))
             else:
                 log.warning("partition.missing", partition=day.isoformat(), folder=str(folder))
@@ -299,6 +279,7 @@ class Daemon:
         try:
             pipeline.flush_pending(store, now)
             pipeline.deliver_due(now)
+            pipeline.copy_reports()  # what an outage of [data].reports_url left behind
             explicit = work is not None
             work = work if work is not None else self.pending(pipeline, now)
             if skip_done:

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.servers",
     "tests.fixtures.report_roundtrip",
+    "tests.fixtures.s3",
 ]

@@ -26,6 +26,8 @@ OTHER_JSON: dict[str, set[str]] = {
     "analyzer/embeddings.py": {"index"},
     # the accuracy calibration's JSON inside a baseline profile
     "analyzer/accuracy.py": {"count"},
+    # the worker's own read_image keyword arguments (a local dict, not a report)
+    "analyzer/worker.py": {"max_file_bytes"},
     # the alert outbox's payload (AlertMessage.to_payload/from_payload) and its table rows
     "sinks/messages.py": {"severity"},
     "daemon/state/outbox.py": {"severity"},

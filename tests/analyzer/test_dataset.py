@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from analyzer import DatasetAnalyzer, DatasetError, EmptyDatasetError, dataset
+from analyzer import DatasetAnalyzer, DatasetError, EmptyDatasetError, executors
 from analyzer.dataset import profile_folder
 from analyzer.errors import AnalyzerError
 from analyzer.images import FEATURES, read_image
@@ -94,14 +94,14 @@ def test_fork_server_sets_up_the_workers_before_it_forks_them() -> None:
     """The preload ``_parallel`` names imports, and leaves the process set up as a worker:
     one BLAS thread, the collector frozen. A fresh interpreter stands in for the fork
     server (the preload freezes the collector of whatever process imports it)."""
-    source = inspect.getsource(dataset._parallel)
+    source = inspect.getsource(executors._parallel)
     preload = re.search(r'set_forkserver_preload\(\["([\w.]+)"\]\)', source)
     assert preload is not None, "the pool no longer names a fork-server preload"
     probe = (
         f"import gc, importlib; importlib.import_module({preload.group(1)!r}); "
-        "from analyzer import dataset; from threadpoolctl import threadpool_info; "
+        "from analyzer import worker; from threadpoolctl import threadpool_info; "
         "blas = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']; "
-        "print(dataset._process_prepared, gc.get_freeze_count() > 0, blas)"
+        "print(worker._process_prepared, gc.get_freeze_count() > 0, blas)"
     )
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True,
