@@ -143,6 +143,12 @@ def _profile(table: FileTable, root: str, remote: RemoteSource | None, data_dir:
                           "the model whose accuracy it estimates (pass model_path)")
     if model_path is not None:
         tensor, embedding_reason = _embedding_tensor(str(model_path), options)
+        if tensor is not None:
+            from analyzer.embeddings import rewritten_model
+
+            # Rewritten once here (and its failure reported here): the workers map the
+            # cached file instead of each parsing and rebuilding the model.
+            rewritten_model(Path(model_path), tensor[0])
         # Loaded here to fail early with the model's own error, and for its labels; the
         # workers run it. A batch of one keeps this copy's arena small (about 20 MB instead
         # of 100 MB for a 224-px model at the workers' batch).

@@ -468,6 +468,14 @@ def _check_signature(path: Path, interpreter: Any, options: ModelOptions) -> Non
             )
 
 
+def batch_for(shape: list[int], options: ModelOptions) -> int:
+    """Images per interpreter call for an NHWC input ``shape``: ``options.batch_size``, but
+    at most ``BATCH_INPUT_VALUES`` input values (1 for a 224-px model, whose arena at a batch
+    of 32 would cost ~85 MB per worker for no speed)."""
+    per_image = max(1, shape[1] * shape[2] * shape[3])
+    return max(1, min(options.batch_size, BATCH_INPUT_VALUES // per_image))
+
+
 def _fit_batch(path: Path, interpreter: Any, options: ModelOptions) -> tuple[Any, int]:
     """Resize the batch dimension to `options.batch_size` (at most `BATCH_INPUT_VALUES`
     input values) when the model allows it.
@@ -478,8 +486,7 @@ def _fit_batch(path: Path, interpreter: Any, options: ModelOptions) -> tuple[Any
     inp = interpreter.get_input_details()[0]
     shape = [int(d) for d in inp["shape"]]
     signature = [int(d) for d in inp.get("shape_signature", inp["shape"])]
-    per_image = max(1, shape[1] * shape[2] * shape[3])
-    want = max(1, min(options.batch_size, BATCH_INPUT_VALUES // per_image))
+    want = batch_for(shape, options)
     resizable = signature[0] == -1 or shape[0] == 1
     if shape[0] == want or not resizable:
         return interpreter, shape[0]

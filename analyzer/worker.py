@@ -115,7 +115,9 @@ def load_model(model_path: str, model_options: Mapping[str, Any],
     from analyzer.embeddings import EmbeddingModel
     from analyzer.model import ModelOptions
 
-    return EmbeddingModel.load(model_path, embedding_tensor, ModelOptions(**model_options))
+    # The parent loaded the model as a plain classifier already (its checks and messages).
+    return EmbeddingModel.load(model_path, embedding_tensor, ModelOptions(**model_options),
+                               checked=True)
 
 
 def worker_classifier(config: WorkerConfig) -> Model | None:
