@@ -54,7 +54,13 @@ import numpy as np
 import numpy.typing as npt
 
 from analyzer.errors import ModelError
-from analyzer.model import Classifier, Interpreter, ModelOptions, batch_for
+from analyzer.model import (
+    Classifier,
+    Interpreter,
+    ModelOptions,
+    batch_for,
+    runtime_output_logged,
+)
 
 try:
     from ai_edge_litert import schema_py_generated as schema
@@ -533,7 +539,8 @@ def _interpreter(path: Path, model: Any, options: ModelOptions) -> tuple[Any, in
                              f"by the TFLite runtime: {err}") from err
         return interpreter
 
-    interpreter = build()
+    with runtime_output_logged(path):  # the runtime's banner goes to the log, not stderr
+        interpreter = build()
     inp = interpreter.get_input_details()[0]
     shape = [int(d) for d in inp["shape"]]
     want = batch_for(shape, options)

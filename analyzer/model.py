@@ -194,7 +194,7 @@ class Classifier:
         _check_model_file(path)
         # The runtime prints while it allocates tensors (the delegate is created then), which
         # happens in each of these steps; the probe in __init__ invokes the model.
-        with _runtime_output_logged(path):
+        with runtime_output_logged(path):
             interpreter = _make_interpreter(path, options.num_threads)
             _check_signature(path, interpreter, options)
             interpreter, capacity = _fit_batch(path, interpreter, options)
@@ -339,7 +339,7 @@ _STDERR_LOCK = threading.Lock()
 
 
 @contextmanager
-def _runtime_output_logged(model: Path) -> Iterator[None]:
+def runtime_output_logged(model: Path) -> Iterator[None]:
     """Send what is written to file descriptor 2 inside the block to the log, not stderr.
 
     Descriptor 2 points at a temporary file meanwhile (a file, unlike a pipe, never fills
