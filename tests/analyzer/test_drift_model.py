@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from PIL import Image, ImageEnhance
 
 from analyzer import DatasetAnalyzer, ModelError
 from analyzer.contract import DriftReport, metric_rows
+from tests.fixtures.images import copy_into
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "demo_classifier.tflite"
@@ -18,13 +18,6 @@ IMAGES = sorted((ROOT / "daemon" / "demo" / "images").glob("*.png"))
 SHOES = ("sandal", "sneaker", "ankle-boot")
 
 pytestmark = pytest.mark.skipif(not MODEL.exists() or not IMAGES, reason="demo model missing")
-
-
-def _copy(folder: Path, files: list[Path]) -> Path:
-    folder.mkdir(parents=True)
-    for path in files:
-        shutil.copy(path, folder / path.name)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +31,9 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for path in odd:
         ImageEnhance.Contrast(Image.open(path)).enhance(0.5).save(faded / path.name)
     return {
-        "base": _copy(root / "base", IMAGES[0::2]),
-        "same": _copy(root / "same", odd),
-        "shoes": _copy(root / "shoes", [p for p in odd if any(s in p.name for s in SHOES)]),
+        "base": copy_into(root / "base", IMAGES[0::2]),
+        "same": copy_into(root / "same", odd),
+        "shoes": copy_into(root / "shoes", [p for p in odd if any(s in p.name for s in SHOES)]),
         "faded": faded,
     }
 

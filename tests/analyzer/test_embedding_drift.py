@@ -4,7 +4,6 @@ interpreter on the bundled Fashion-MNIST demo classifier (and a real headless mo
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,12 @@ from analyzer import DatasetAnalyzer, ModelError
 from analyzer.contract import DriftReport, SectionName, TestKind
 from analyzer.profile import Profile
 from analyzer.severity import Severity
+from tests.fixtures.images import copy_into
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "demo_classifier.tflite"
 HEADLESS = Path(__file__).resolve().parent / "data" / "logits_rgb.tflite"
 IMAGES = sorted((ROOT / "daemon" / "demo" / "images").glob("*.png"))
-
-
-def _copy(folder: Path, files: list[Path]) -> Path:
-    folder.mkdir(parents=True)
-    for path in files:
-        shutil.copy(path, folder / path.name)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +34,11 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for path in other:
         Image.open(path).filter(ImageFilter.GaussianBlur(1.5)).save(blurred / path.name)
     return {
-        "base": _copy(root / "base", base),
-        "same": _copy(root / "same", other),
+        "base": copy_into(root / "base", base),
+        "same": copy_into(root / "same", other),
         "blurred": blurred,
-        "a": _copy(root / "a", base[:100]),
-        "b": _copy(root / "b", base[100:]),
+        "a": copy_into(root / "a", base[:100]),
+        "b": copy_into(root / "b", base[100:]),
     }
 
 
