@@ -276,6 +276,7 @@ class _DaskRun:
         """levels[0]: finished shard futures in order; levels[i]: merges of level i - 1."""
 
     def run(self) -> Shard:
+        wait: Any = importlib.import_module("distributed").wait
         threads = max(1, sum(self.client.nthreads().values()))
         window = 2 * threads
         # At least 8 shards per worker thread: with fewer, the last shards run while other
@@ -304,7 +305,13 @@ class _DaskRun:
                     start += len(chunk)
                 if not in_flight:
                     break
-                for future in self._first_done(list(in_flight)):
+                try:
+                    finished, _ = wait(list(in_flight), timeout=POLL_S,
+                                       return_when="FIRST_COMPLETED")
+                except TimeoutError:  # distributed.wait raises rather than returning empty
+                    self.waiting()
+                    continue
+                for future in finished:
                     index, first, chunk = in_flight.pop(future)
                     if self._killed(future):
                         # Perhaps only a bystander: a task queued on a worker that another
@@ -344,20 +351,16 @@ class _DaskRun:
         """Run a shard given up with KilledWorker again with nothing else in flight: a shard
         that only shared a dying worker now succeeds; one that kills its worker every time
         is counted unreadable (``_settled``)."""
+        wait: Any = importlib.import_module("distributed").wait
         future = self.client.submit(profile_shard, chunk, start, self.job,
                                     key=f"driftd-shard-{self.token}-alone-{index}", pure=False)
-        self._first_done([future])
-        return self._settled(future, start, chunk)
-
-    def _first_done(self, futures: list[Any]) -> Any:
-        """The finished ones among ``futures`` once at least one is; ``waiting()`` is called
-        every ``POLL_S`` seconds meanwhile (the caller's chance to stop the night)."""
-        wait: Any = importlib.import_module("distributed").wait
         while True:
             try:
-                return wait(futures, timeout=POLL_S, return_when="FIRST_COMPLETED").done
-            except TimeoutError:  # distributed.wait raises rather than returning empty
+                wait([future], timeout=POLL_S)
+                break
+            except TimeoutError:
                 self.waiting()
+        return self._settled(future, start, chunk)
 
     def _settled(self, future: Any, start: int, chunk: list[tuple[str, int]]) -> Any:
         """``future`` when its shard was profiled; else (its workers kept dying) a future of
